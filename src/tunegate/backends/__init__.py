@@ -1,0 +1,1 @@
+"""Built-in backends (one module each), registered through the `tunegate.backends` entry point group."""

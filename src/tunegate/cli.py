@@ -1,0 +1,149 @@
+"""Command-line layer: parse arguments, call the public API, map errors to exit codes.
+
+Every command is thin. A `TunegateError` becomes one line on stderr and its
+documented exit code (0 pass, 1 gate failed, 2 bad input, 3 incomplete);
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from tunegate.errors import ExitCode, TunegateError, UserError
+
+
+def _parse_kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """`key=value` pairs; values are parsed as YAML scalars (numbers, booleans)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in pairs:
+        if "=" not in item:
+            raise UserError(f"{what}: expected key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v) if v else ""
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tunegate")
+def cli() -> None:
+    """tunegate: evaluate, compare and gate fine-tuned language models."""
+
+
+@cli.command()
+@click.option("--model", required=True, help="Hub id or local folder of the model.")
+@click.option("--suites", "suite_refs", required=True, help="Comma-separated suite names or YAML paths.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder for results.json.")
+@click.option("--backend", default="hf", show_default=True, help="Backend plugin name.")
+@click.option("--revision", default=None)
+@click.option("--adapter", default=None, help="PEFT adapter folder applied on the model.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True)
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-length", type=int, default=None)
+@click.option("--label", default=None, help="Display name in reports.")
+@click.option("--chat-template/--no-chat-template", default=False, help="Wrap generation prompts in the tokenizer's chat template.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model repo's own Python code (off by default).")
+@click.option("--allow-pickle", is_flag=True, help="Allow non-safetensors weights for this model.")
+@click.option("--option", "backend_options", multiple=True, help="Backend option key=value (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None, help="Response cache file (default ~/.cache/tunegate).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | None, adapter: str | None, dtype: str,
+        device: str | None, batch_size: int, max_length: int | None, label: str | None, chat_template: bool,
+        trust_remote_code: bool, allow_pickle: bool, backend_options: tuple[str, ...], seed: int,
+        cache_path: Path | None, no_cache: bool) -> None:
+    """Evaluate one model on suites and write OUT/results.json."""
+    from tunegate.evaluate import evaluate
+    from tunegate.model_spec import ModelSpec
+    from tunegate.runner import RunOptions
+    from tunegate.suite_loader import load_suites
+
+    refs = [r.strip() for r in suite_refs.split(",") if r.strip()]
+    if not refs:
+        raise UserError("--suites: give at least one suite name or path (see `tunegate suites`)")
+    suites = load_suites(refs)  # validates every data row before the model loads
+    spec = ModelSpec(model=model, backend=backend, revision=revision, adapter=adapter, dtype=dtype, device=device,  # type: ignore[arg-type]
+                     batch_size=batch_size, max_length=max_length, label=label, chat_template=chat_template,
+                     trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                     options=_parse_kv(backend_options, "--option"))
+    cache: Path | None | bool = None if no_cache else (cache_path or True)
+    result = evaluate(spec, suites, cache_path=cache, options=RunOptions(seed=seed))
+    out.mkdir(parents=True, exist_ok=True)
+    result.save(out / "results.json")
+    counts = result.counts()
+    click.echo(f"wrote {out / 'results.json'}")
+    for s in result.suites:
+        shown = ", ".join(f"{m.name}={m.value:.4g}" for m in s.metrics[:4] if m.value is not None)
+        click.echo(f"  {s.name}: {s.counts.get('scored', 0)} scored, {s.counts.get('errored', 0)} errored, {s.counts.get('skipped', 0)} skipped; {shown}")
+    click.echo(f"  responses: {result.cache['hits']} from cache, {result.cache['computed']} computed")
+    if counts.get("errored", 0):
+        click.echo(f"error: run incomplete: {counts['errored']} sample(s) errored (reasons are in results.json)", err=True)
+        sys.exit(ExitCode.INCOMPLETE)
+
+
+@cli.command("suites")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, kind, samples, description}.")
+def list_suites(as_json: bool) -> None:
+    """List the built-in suites."""
+    from tunegate.suite_loader import builtin_suites, load_suite
+
+    rows = []
+    for name, path in sorted(builtin_suites().items()):
+        suite = load_suite(str(path))
+        rows.append({"name": name, "kind": suite.config.kind, "samples": len(suite.samples()),
+                     "description": suite.config.description.strip()})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        first = r["description"].splitlines()[0] if r["description"] else ""
+        click.echo(f"{r['name']:<{width}}  {r['kind']:<16} {r['samples']:>5}  {first}")
+
+
+@cli.command()
+def plugins() -> None:
+    """List installed backends, suite kinds and scorers."""
+    from tunegate import plugins as registry
+
+    for group in registry.GROUPS:
+        click.echo(f"{group}:")
+        for row in registry.describe(group):
+            click.echo(f"  {row['name']:<20} {row['target']}  [{row['package']}]")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn user errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="tunegate", standalone_mode=False)
+    except TunegateError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(int(exc.exit_code))
+    except ValidationError as exc:
+        from tunegate.config import format_validation_error
+
+        click.echo(f"error: {format_validation_error('command line', exc)}", err=True)
+        sys.exit(int(ExitCode.BAD_INPUT))
+    except click.exceptions.Abort:
+        click.echo("error: interrupted; rerun the same command to resume from the cache", err=True)
+        sys.exit(int(ExitCode.INCOMPLETE))
+    except KeyboardInterrupt:
+        click.echo("error: interrupted; rerun the same command to resume from the cache", err=True)
+        sys.exit(int(ExitCode.INCOMPLETE))
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(int(ExitCode.BAD_INPUT))
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Pydantic models of every file a user writes, with unknown keys rejected.
+
+YAML is data only: it is read with `yaml.safe_load` and validated here; logic
+lives in Python. `load_yaml_model` turns a validation failure into one line that
+names the file, the key path and the fix, with exit code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunegate.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line per problem: `source: key.path: message`."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; unknown keys are rejected)"
+        parts.append(f"{source}: {loc}: {msg}")
+    return "; ".join(parts)
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file safely, turning every failure into a UserError naming the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}:{where}: malformed YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def load_yaml_model(path: Path, model: type[M]) -> M:
+    """Read `path` and validate it as `model`."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise UserError(format_validation_error(str(path), err)) from None
+
+
+class DataSource(BaseModel):
+    """Where a suite's rows come from: a local file (relative to the suite YAML) or a Hub dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = None
+    hf: str | None = Field(default=None, description="Hugging Face dataset id")
+    config: str | None = None
+    split: str = "test"
+    format: str = "auto"
+    limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataSource":
+        if (self.path is None) == (self.hf is None):
+            raise ValueError("give exactly one of 'path' (a local file) or 'hf' (a Hub dataset id)")
+        return self
+
+
+class SuiteConfig(BaseModel):
+    """A suite definition file (`suites/*.yaml` or a user's own)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str
+    version: str = "1"
+    description: str = ""
+    data: DataSource
+    fields: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    content_warning: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_shorthand(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            if isinstance(values.get("data"), str):
+                values = {**values, "data": {"path": values["data"]}}
+            if isinstance(values.get("version"), (int, float)):
+                values = {**values, "version": str(values["version"])}
+        return values

@@ -1,0 +1,66 @@
+"""The public entry point for evaluating one model: `evaluate(spec, suite_refs)`.
+
+The CLI, the audit and notebooks all come through here, so validation happens
+in one order everywhere: suites and their data first, then the model spec, and
+only then does a model load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunegate import plugins
+from tunegate.backend import Backend
+from tunegate.cache import ResponseCache, default_cache_path
+from tunegate.model_spec import ModelSpec
+from tunegate.results import RunResult
+from tunegate.runner import RunOptions, Runner
+from tunegate.suite import SuiteKind
+from tunegate.suite_loader import load_suites
+
+
+def backend_class(spec: ModelSpec) -> type[Backend]:
+    cls: type[Backend] = plugins.load("backends", spec.backend)
+    return cls
+
+
+def load_backend(spec: ModelSpec) -> Backend:
+    """Check the spec, then load the model (the expensive step)."""
+    cls = backend_class(spec)
+    cls.check(spec)
+    return cls(spec)
+
+
+def evaluate(
+    spec: ModelSpec,
+    suites: list[str] | list[SuiteKind],
+    *,
+    cache_path: Path | None | bool = True,
+    options: RunOptions | None = None,
+    backend: Backend | None = None,
+) -> RunResult:
+    """Run `suites` (names, paths or loaded kinds) against the model of `spec`.
+
+    `cache_path=True` uses the default cache, `None`/`False` disables caching.
+    Pass `backend` to reuse an already loaded model.
+    """
+    loaded = [s for s in suites if isinstance(s, SuiteKind)]
+    refs = [s for s in suites if not isinstance(s, SuiteKind)]
+    loaded += load_suites(refs) if refs else []
+    if backend is None:
+        backend_class(spec).check(spec)
+        backend = load_backend(spec)
+    if cache_path is True:
+        cache_path = default_cache_path()
+    cache = ResponseCache(cache_path or None)
+    options = options or RunOptions()
+    if not options.config:
+        options.config = {
+            "model": spec.model_dump(mode="json"),
+            "suites": [{"name": s.config.name, "config_hash": s.config_hash()} for s in loaded],
+            "seed": options.seed,
+        }
+    try:
+        return Runner(backend, loaded, cache, options).run()
+    finally:
+        cache.close()

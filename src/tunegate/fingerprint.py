@@ -1,0 +1,75 @@
+"""SHA-256 fingerprints of model weights and tokenizer files, memoised by (path, size, mtime).
+
+The fingerprint is over file *bytes*, never names: the same weights under two
+names are one model, and a changed file under the same name is another. Each
+file's digest is memoised in a JSON sidecar in the cache folder so a 500 MB
+checkpoint is hashed once, not on every run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tunegate.io import atomic_write_text
+
+WEIGHT_PATTERNS = ("*.safetensors",)
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
+    "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json", "chat_template.jinja",
+)
+
+
+def _memo_path() -> Path:
+    from tunegate.cache import default_cache_path
+
+    return default_cache_path().parent / "file_hashes.json"
+
+
+def file_sha256(path: Path, memo: dict[str, str] | None = None) -> str:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if memo is not None and key in memo:
+        return memo[key]
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    if memo is not None:
+        memo[key] = digest
+    return digest
+
+
+def model_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
+    """Weight and tokenizer files of a model folder (pickle weights only when allowed)."""
+    patterns = WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else ())
+    files = {p for pat in patterns for p in folder.glob(pat)}
+    files |= {folder / n for n in TOKENIZER_FILES if (folder / n).is_file()}
+    files |= set(folder.glob("adapter_model.safetensors"))
+    return sorted(files)
+
+
+def fingerprint_files(files: list[Path]) -> str:
+    """Combine per-file digests, sorted, so the result depends on bytes only."""
+    memo_file = _memo_path()
+    try:
+        memo = json.loads(memo_file.read_text()) if memo_file.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        memo = {}
+    before = len(memo)
+    digests = sorted(file_sha256(f, memo) for f in files)
+    if len(memo) != before:
+        try:
+            atomic_write_text(memo_file, json.dumps(memo))
+        except OSError:
+            pass  # memoisation is an optimisation; a read-only cache folder is fine
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
+
+
+def fingerprint_folder(folder: Path, allow_pickle: bool = False) -> str:
+    return fingerprint_files(model_files(folder, allow_pickle))
+
+

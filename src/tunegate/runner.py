@@ -1,0 +1,185 @@
+"""The runner: one model over its suites, one batched backend call per request type.
+
+It gathers the requests of every suite, deduplicates them, serves what it can
+from the response cache, asks the backend for the rest in length-sorted chunks
+(committing each chunk to the cache, so a killed run resumes), then hands the
+responses back to each suite to score and aggregate. Every sample ends scored,
+errored or skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from tunegate import provenance
+from tunegate.backend import Backend
+from tunegate.cache import ResponseCache, cache_key
+from tunegate.request import GenerateRequest, LoglikelihoodRequest, Request, Response
+from tunegate.results import RunResult, SampleResult, SuiteResult
+from tunegate.sample import Sample
+from tunegate.suite import RunContext, SkipSample, SuiteKind
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    chunk_size: int = 256
+    progress: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    suite: SuiteKind
+    sample: Sample
+    requests: list[Request]
+    keys: list[str]
+    skip_reason: str | None = None
+
+
+def _length(req: Request) -> int:
+    return len(req.context) + len(req.continuation) if isinstance(req, LoglikelihoodRequest) else len(req.prompt)
+
+
+class Runner:
+    def __init__(self, backend: Backend, suites: list[SuiteKind], cache: ResponseCache, options: RunOptions | None = None) -> None:
+        self.backend = backend
+        self.suites = suites
+        self.cache = cache
+        self.options = options or RunOptions()
+
+    # ---- phase 1: ask ------------------------------------------------------
+    def _gather(self, fingerprint: str, settings: dict[str, Any]) -> list[_Pending]:
+        pending = []
+        for suite in self.suites:
+            for sample in suite.samples():
+                try:
+                    reqs = suite.requests(sample)
+                except SkipSample as why:
+                    pending.append(_Pending(suite, sample, [], [], skip_reason=str(why)))
+                    continue
+                unsupported = sorted({r.kind for r in reqs} - set(self.backend.supports))
+                if unsupported:
+                    reason = f"the {self.backend.name} backend cannot answer {', '.join(unsupported)} requests for this model"
+                    pending.append(_Pending(suite, sample, reqs, [], skip_reason=reason))
+                    continue
+                keys = [cache_key(fingerprint, settings, r) for r in reqs]
+                pending.append(_Pending(suite, sample, reqs, keys))
+        return pending
+
+    def _compute(self, todo: dict[str, Request], answers: dict[str, Response]) -> None:
+        """Ask the backend for every uncached request, per type, in length-sorted chunks."""
+        by_type: dict[str, list[tuple[str, Request]]] = defaultdict(list)
+        for k, r in todo.items():
+            by_type[r.kind].append((k, r))
+        total = sum(len(v) for v in by_type.values())
+        show = self.options.progress and total > 0 and sys.stderr.isatty()
+        with tqdm(total=total, desc=f"{self.backend.spec.display_name}", unit="req", disable=not show) as bar:
+            for kind, items in by_type.items():
+                items.sort(key=lambda kr: -_length(kr[1]))
+                call = self.backend.loglikelihood if kind == "loglikelihood" else self.backend.generate
+                step = self.options.chunk_size
+                for i in range(0, len(items), step):
+                    chunk = items[i : i + step]
+                    reqs: list[Any] = [r for _, r in chunk]
+                    try:
+                        resps = call(reqs)
+                        if len(resps) != len(reqs):
+                            raise RuntimeError(f"backend returned {len(resps)} responses for {len(reqs)} requests")
+                    except (KeyboardInterrupt, MemoryError):
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - infrastructure failure: those samples error, run goes on
+                        msg = f"backend failure: {type(exc).__name__}: {str(exc)[:300]}"
+                        resps = [Response(kind=kind, error=msg, finish_reason="error") for _ in reqs]  # type: ignore[arg-type]
+                    pairs = list(zip((k for k, _ in chunk), resps))
+                    self.cache.put_many(pairs)
+                    answers.update(pairs)
+                    bar.update(len(chunk))
+
+    # ---- phase 2: score ----------------------------------------------------
+    def _score_suite(self, suite: SuiteKind, items: list[_Pending], answers: dict[str, Response]) -> list[SampleResult]:
+        results: dict[str, SampleResult] = {}
+        to_score: list[tuple[_Pending, list[Response]]] = []
+        for p in items:
+            name = suite.config.name
+            if p.skip_reason is not None:
+                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="skipped", reason=p.skip_reason, requests=p.requests)
+                continue
+            resps = [answers[k] for k in p.keys]
+            failed = next((r.error for r in resps if r.error), None)
+            if failed:
+                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="errored", reason=failed, requests=p.requests, responses=resps)
+            else:
+                to_score.append((p, resps))
+        if to_score:
+            try:
+                all_scores = suite.score_batch([p.sample for p, _ in to_score], [r for _, r in to_score])
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a crashing scorer fails closed
+                reason = f"scorer failure: {type(exc).__name__}: {str(exc)[:300]}"
+                all_scores = [[] for _ in to_score]
+                for p, resps in to_score:
+                    results[p.sample.id] = SampleResult(suite=suite.config.name, sample=p.sample, status="errored", reason=reason, requests=p.requests, responses=resps)
+                to_score = []
+            for (p, resps), scores in zip(to_score, all_scores):
+                bad = next((s for s in scores if s.error), None)
+                status = "errored" if bad else "scored"
+                reason = f"score {bad.name!r}: {bad.error}" if bad else None
+                results[p.sample.id] = SampleResult(
+                    suite=suite.config.name, sample=p.sample, status=status, reason=reason,
+                    requests=p.requests, responses=resps, scores=scores,
+                )
+        return [results[p.sample.id] for p in items]
+
+    # ---- the whole run -----------------------------------------------------
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        fingerprint = self.backend.fingerprint()
+        settings = self.backend.settings()
+        device = str(settings.get("device", "cpu"))
+        prov = provenance.collect(self.options.config, self.options.seed, device)
+        context = RunContext(seed=self.options.seed, device=device, supports=self.backend.supports)
+        for suite in self.suites:
+            suite.setup(context)
+        pending = self._gather(fingerprint, settings)
+        needed = {k: r for p in pending for k, r in zip(p.keys, p.requests)}
+        answers = self.cache.get_many(needed)
+        hits = len(answers)
+        todo = {k: r for k, r in needed.items() if k not in answers}
+        t1 = time.perf_counter()
+        self._compute(todo, answers)
+        t2 = time.perf_counter()
+
+        by_suite: dict[str, list[_Pending]] = defaultdict(list)
+        for p in pending:
+            by_suite[p.suite.config.name].append(p)
+        suite_results = []
+        for suite in self.suites:
+            sample_results = self._score_suite(suite, by_suite[suite.config.name], answers)
+            counts = Counter(r.status for r in sample_results)
+            suite_results.append(
+                SuiteResult(
+                    name=suite.config.name, kind=suite.config.kind, version=suite.config.version,
+                    description=suite.config.description or type(suite).description,
+                    source=type(suite).description, content_warning=suite.config.content_warning,
+                    data_hash=suite.data_hash, config_hash=suite.config_hash(),
+                    counts={s: counts.get(s, 0) for s in ("scored", "errored", "skipped")},
+                    metrics=suite.metrics(sample_results), samples=sample_results,
+                )
+            )
+        t3 = time.perf_counter()
+        prov.finished_at = provenance.now_iso()
+        prov.timings = {"prepare_s": round(t1 - t0, 3), "compute_s": round(t2 - t1, 3), "score_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3)}
+        result = RunResult(
+            model=self.backend.spec, model_fingerprint=fingerprint, model_identity=self.backend.identity(),
+            suites=suite_results, cache={"hits": hits, "computed": len(todo)}, provenance=prov,
+        )
+        result.complete = result.counts().get("errored", 0) == 0
+        return result

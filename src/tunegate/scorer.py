@@ -1,0 +1,88 @@
+"""`Scorer`: the base of `tunegate.scorers` plugins (toxicity, refusal, sentiment...).
+
+A scorer turns texts into per-text `Score`s in batches. Heavy scorers load their
+model once (`load`) and are shared by every suite of a run through
+`get_scorer`. Scorers fail closed: `score_texts_safe` turns a load failure or a
+crash into error scores for the affected texts, never into "safe" or 0.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tunegate import plugins
+from tunegate.config import format_validation_error
+from tunegate.errors import TunegateError, UserError
+from tunegate.score import Score, score_error
+
+
+class NoScorerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Scorer(ABC):
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: what the scorer is known to get wrong; the report's limitations section shows it
+    limitations: ClassVar[str] = ""
+    #: score names this scorer produces for each text
+    outputs: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type[BaseModel]] = NoScorerOptions
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            self.options: Any = self.Options.model_validate(options)
+        except ValidationError as err:
+            raise UserError(format_validation_error(f"scorer {self.name}: options", err)) from None
+        self._loaded = False
+        self._load_error: str | None = None
+
+    def load(self, device: str = "cpu") -> None:
+        """Load weights/resources once; the default has nothing to load."""
+
+    def ensure_loaded(self, device: str = "cpu") -> str | None:
+        """Load once; return the load error message (and remember it) instead of raising."""
+        if not self._loaded and self._load_error is None:
+            try:
+                self.load(device)
+                self._loaded = True
+            except TunegateError as exc:
+                self._load_error = exc.message
+            except Exception as exc:  # noqa: BLE001 - fail closed on any load failure
+                self._load_error = f"{type(exc).__name__}: {exc}"
+        return self._load_error
+
+    @abstractmethod
+    def score_texts(self, texts: list[str], prompts: list[str | None] | None = None) -> list[list[Score]]:
+        """One list of Scores (named as in `outputs`) per text, in order. May raise."""
+
+    def score_texts_safe(self, texts: list[str], prompts: list[str | None] | None = None, device: str = "cpu") -> list[list[Score]]:
+        """Like `score_texts`, but every failure becomes error scores (fail closed)."""
+        err = self.ensure_loaded(device)
+        if err is None:
+            try:
+                out = self.score_texts(texts, prompts)
+                if len(out) != len(texts):
+                    raise RuntimeError(f"scorer returned {len(out)} results for {len(texts)} texts")
+                return out
+            except Exception as exc:  # noqa: BLE001
+                err = f"{type(exc).__name__}: {exc}"
+        reason = f"{self.name} scorer unavailable: {err}"
+        return [[score_error(o, reason) for o in (self.outputs or (self.name,))] for _ in texts]
+
+
+_LOADED: dict[tuple[str, str], Scorer] = {}
+
+
+def get_scorer(name: str, **options: Any) -> Scorer:
+    """One instance per (name, options) per process, so a model loads once per run."""
+    import json
+
+    key = (name, json.dumps(options, sort_keys=True, default=str))
+    if key not in _LOADED:
+        cls = plugins.load("scorers", name)
+        _LOADED[key] = cls(**options)
+    return _LOADED[key]

@@ -1,0 +1,161 @@
+"""`SuiteKind`: the base class of `tunegate.suites` plugins.
+
+A suite kind is three small functions around data (the lm-evaluation-harness
+shape): `to_sample` validates one row, `requests` says what to ask the backend,
+`score` says what the answers mean; `metrics` aggregates. A kind never calls a
+model. Kind-specific YAML `options` are validated by the kind's `Options` model
+(unknown keys rejected) when the suite is loaded, before any model loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tunegate.config import SuiteConfig, format_validation_error
+from tunegate.data import Row, read_rows
+from tunegate.errors import UserError
+from tunegate.metric import Direction, Metric, MetricKind
+from tunegate.request import Request, Response
+from tunegate.results import SampleResult
+from tunegate.sample import Sample
+from tunegate.score import Score
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SkipSample(Exception):
+    """Raised by `requests()` when a sample cannot be asked of this model; it ends as skipped with the reason."""
+
+
+class RunContext(BaseModel):
+    """What a suite may know about the run (not the model): seeds, device for heavy scorers, the backend's capabilities."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    seed: int = 0
+    device: str = "cpu"
+    supports: frozenset[str] = frozenset({"loglikelihood", "generate"})
+
+
+class SuiteKind(ABC):
+    """Base of every suite kind. Subclasses set `name`, `description`, optionally `Options` and `default_fields`."""
+
+    name: ClassVar[str] = ""
+    #: method and source paper, shown in the report's methods section
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: logical field -> default column name in the data file
+    default_fields: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: SuiteConfig, base_dir: Path) -> None:
+        self.config = config
+        self.base_dir = base_dir
+        self.fields = {**self.default_fields, **config.fields}
+        try:
+            self.options: Any = self.Options.model_validate(config.options)
+        except ValidationError as err:
+            raise UserError(format_validation_error(f"suite {config.name}: options", err)) from None
+        self._samples: list[Sample] | None = None
+        self.data_hash = ""
+
+    # ---- data -------------------------------------------------------------
+    def samples(self) -> list[Sample]:
+        """Load and validate every row once; duplicate ids are an input error."""
+        if self._samples is None:
+            rows, self.data_hash = read_rows(self.config.data, self.base_dir, self.fields)
+            samples: list[Sample] = []
+            seen: dict[str, int] = {}
+            for row in rows:
+                for sample in self.to_samples(row):
+                    if sample.id in seen:
+                        raise row.fail("id", f"duplicate sample id {sample.id!r} (first at data row {seen[sample.id]})")
+                    seen[sample.id] = row.line
+                    samples.append(sample)
+            self._samples = samples
+        return self._samples
+
+    def to_samples(self, row: Row) -> Iterable[Sample]:
+        """Rows usually map one-to-one to samples; kinds that expand a row override this."""
+        return [self.to_sample(row)]
+
+    @abstractmethod
+    def to_sample(self, row: Row) -> Sample:
+        """Validate one row into a Sample (raise `row.fail(field, why)` on bad data)."""
+
+    def row_id(self, row: Row) -> str:
+        """The row's id field when present, else its row number."""
+        return str(row.get("id", (str, int), default=row.line))
+
+    # ---- asking and scoring ---------------------------------------------
+    def setup(self, context: RunContext) -> None:
+        """Load heavy scorers once per run (default: nothing)."""
+        self.context = context
+
+    @abstractmethod
+    def requests(self, sample: Sample) -> list[Request]:
+        """What to ask the backend for this sample."""
+
+    @abstractmethod
+    def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
+        """What the answers mean, as named per-sample scores."""
+
+    def score_batch(self, samples: list[Sample], responses: list[list[Response]]) -> list[list[Score]]:
+        """Score many samples at once; kinds with heavy scorers override this to batch."""
+        return [self.score(s, r) for s, r in zip(samples, responses)]
+
+    @abstractmethod
+    def metrics(self, results: list[SampleResult]) -> list[Metric]:
+        """Aggregate per-sample scores into metrics (keep the per-sample vectors)."""
+
+    # ---- identity ---------------------------------------------------------
+    def config_hash(self) -> str:
+        payload = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def metric_from_scores(
+    name: str,
+    results: list[SampleResult],
+    score_name: str,
+    *,
+    direction: Direction = "higher",
+    kind: MetricKind = "continuous",
+    aggregation: str = "mean",
+    description: str = "",
+    weight_score: str | None = None,
+    where: Callable[[SampleResult], bool] | None = None,
+) -> Metric:
+    """A metric over the scored samples' `score_name` values (optionally a subset).
+
+    Errored samples in the subset are counted in `errored`, so a reader sees
+    the denominator the value did not cover.
+    """
+    chosen = [r for r in results if where is None or where(r)]
+    values: dict[str, float] = {}
+    weights: dict[str, float] | None = {} if weight_score else None
+    errored = 0
+    for r in chosen:
+        if r.status == "errored":
+            errored += 1
+            continue
+        if r.status != "scored":
+            continue
+        v = r.score(score_name)
+        if v is None:
+            continue
+        values[r.id] = v
+        if weights is not None and weight_score is not None:
+            weights[r.id] = r.score(weight_score) or 0.0
+    return Metric.from_values(
+        name, values, direction=direction, kind=kind, aggregation=aggregation,
+        description=description, weights=weights, errored=errored,
+    )
