@@ -41,12 +41,18 @@ def _max(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return values.max(axis=-1)
 
 
+def _abs_from_half(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """|mean - 0.5|: how far a 0/1 preference rate sits from an unbiased 50% (CrowS-Pairs)."""
+    return np.abs(values.mean(axis=-1) - 0.5)
+
+
 AGGREGATIONS: dict[str, Aggregation] = {
     "mean": _mean,
     "ratio": _ratio,
     "exp_ratio": _exp_ratio,
     "bias_score": _bias_score,
     "max": _max,
+    "abs_from_half": _abs_from_half,
 }
 
 
