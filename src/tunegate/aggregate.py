@@ -46,12 +46,19 @@ def _abs_from_half(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.abs(values.mean(axis=-1) - 0.5)
 
 
+def _corpus(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Corpus-level scores (corpus BLEU/chrF) pool statistics over all samples and
+    cannot be recomputed from one value per sample: resampling gives NaN (no interval)."""
+    return np.full(values.shape[:-1], np.nan)
+
+
 AGGREGATIONS: dict[str, Aggregation] = {
     "mean": _mean,
     "ratio": _ratio,
     "exp_ratio": _exp_ratio,
     "bias_score": _bias_score,
     "max": _max,
+    "corpus": _corpus,
     "abs_from_half": _abs_from_half,
 }
 
