@@ -1,0 +1,189 @@
+"""`hf` backend: transformers causal LMs by hub id or local folder, optional PEFT adapter.
+
+Loading is conservative by default: safetensors only (pickle weights need
+`allow_pickle` for that model), `trust_remote_code` off unless asked for per
+model, and a hub id resolves through the local Hugging Face cache first
+(`HF_HUB_OFFLINE=1` never touches the network). The scoring maths lives in
+`_hf_loglik` and the decoding loop in `_hf_generate`, so this module is only
+about getting the right weights onto the right device.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tunegate.backend import Backend
+from tunegate.errors import MissingDependencyError, UserError
+from tunegate.fingerprint import PICKLE_PATTERNS, fingerprint_files, model_files
+from tunegate.model_spec import ModelSpec
+from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
+
+_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+CHECKPOINT_RECORD = "tunegate_checkpoint.json"
+
+
+def _has_weights(folder: Path, allow_pickle: bool) -> bool:
+    pats = ("*.safetensors",) + (PICKLE_PATTERNS if allow_pickle else ())
+    return any(any(folder.glob(p)) for p in pats)
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    # ---- validation before loading -----------------------------------------
+    @classmethod
+    def check(cls, spec: ModelSpec) -> None:
+        ref = os.path.expanduser(spec.model)
+        if Path(ref).exists() or ref.startswith((".", "/", "~")):
+            folder = Path(ref)
+            if not folder.is_dir():
+                raise UserError(f"{spec.model}: model folder not found (give a local folder with config.json, or a hub id)")
+            cls._check_folder(folder, spec.allow_pickle, what="model")
+        if spec.adapter is not None:
+            adapter = Path(os.path.expanduser(spec.adapter))
+            if not adapter.is_dir() or not (adapter / "adapter_config.json").is_file():
+                raise UserError(f"{spec.adapter}: adapter folder not found or has no adapter_config.json")
+
+    @staticmethod
+    def _check_folder(folder: Path, allow_pickle: bool, what: str) -> None:
+        if not (folder / "config.json").is_file():
+            raise UserError(f"{folder}: no config.json; this is not a transformers {what} folder")
+        if not _has_weights(folder, allow_pickle):
+            pickles = [p.name for pat in PICKLE_PATTERNS for p in folder.glob(pat)]
+            if pickles:
+                raise UserError(
+                    f"{folder}: only pickle weights ({', '.join(pickles[:3])}); tunegate loads safetensors only by default. "
+                    "Convert the weights to safetensors, or pass --allow-pickle for this model if you trust it"
+                )
+            raise UserError(f"{folder}: no weight files (*.safetensors) found")
+
+    # ---- loading ------------------------------------------------------------
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(spec)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # our own progress bar is the one users read
+        self.torch = torch
+        self.folder = self._resolve_folder(spec)
+        self._check_folder(self.folder, spec.allow_pickle, what="model")
+        self.device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = self._resolve_dtype(spec.dtype)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.folder, trust_remote_code=spec.trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(
+                self.folder, dtype=self.dtype, use_safetensors=not spec.allow_pickle,
+                trust_remote_code=spec.trust_remote_code,
+            )
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{spec.model}: could not load the model: {str(exc).splitlines()[0][:300]}") from None
+        if spec.adapter is not None:
+            model = self._apply_adapter(model, Path(os.path.expanduser(spec.adapter)))
+        self.model = model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.max_length = self._resolve_max_length(spec)
+        self._fingerprint: str | None = None
+
+    def _resolve_folder(self, spec: ModelSpec) -> Path:
+        ref = os.path.expanduser(spec.model)
+        if Path(ref).is_dir():
+            return Path(ref)
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HFValidationError
+
+        patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+        if spec.allow_pickle:
+            patterns += list(PICKLE_PATTERNS)
+        try:
+            return Path(snapshot_download(spec.model, revision=spec.revision, allow_patterns=patterns))
+        except HFValidationError:
+            raise UserError(f"{spec.model}: not a local folder and not a valid hub id") from None
+        except Exception as exc:  # noqa: BLE001 - network/cache failures are user-facing
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
+            raise UserError(f"{spec.model}: could not fetch from the hub{hint}: {type(exc).__name__}; download it first or pass a local folder") from None
+
+    def _apply_adapter(self, model: Any, adapter: Path) -> Any:
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise MissingDependencyError("peft", purpose="PEFT adapters") from None
+        if not (adapter / "adapter_model.safetensors").is_file() and not self.spec.allow_pickle:
+            raise UserError(f"{adapter}: no adapter_model.safetensors (pickle adapters need --allow-pickle)")
+        peft_model = PeftModel.from_pretrained(model, str(adapter))
+        return peft_model.merge_and_unload()  # one dense model: same maths, faster scoring
+
+    def _resolve_dtype(self, name: str) -> Any:
+        torch = self.torch
+        if name == "auto":
+            if self.device.type == "cuda":
+                return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.float32
+        return getattr(torch, _DTYPES[name])
+
+    def _resolve_max_length(self, spec: ModelSpec) -> int:
+        cfg = self.model.config
+        limits = [getattr(cfg, a) for a in ("max_position_embeddings", "n_positions", "n_ctx") if isinstance(getattr(cfg, a, None), int)]
+        model_max = min(limits) if limits else 2048
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+            model_max = min(model_max, tok_max)
+        return min(spec.max_length, model_max) if spec.max_length else model_max
+
+    # ---- identity -----------------------------------------------------------
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            files = model_files(self.folder, self.spec.allow_pickle)
+            if self.spec.adapter is not None:
+                files += model_files(Path(os.path.expanduser(self.spec.adapter)), self.spec.allow_pickle)
+            self._fingerprint = fingerprint_files(files)
+        return self._fingerprint
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "device": self.device.type,
+            "max_length": self.max_length,
+            "chat_template": self.spec.chat_template,
+        }
+
+    def identity(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {
+            "backend": self.name, "model": self.spec.model, "revision": self.spec.revision,
+            "adapter": self.spec.adapter, "fingerprint": self.fingerprint(),
+            "architecture": type(self.model).__name__,
+            "parameters": int(sum(p.numel() for p in self.model.parameters())),
+            "dtype": str(self.dtype).replace("torch.", ""), "device": str(self.device),
+            "weights_verifiable": True,
+        }
+        for folder in (self.spec.adapter, self.spec.model):
+            record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
+            if record is not None and record.is_file():
+                try:
+                    ident["finetune"] = json.loads(record.read_text())
+                except (OSError, json.JSONDecodeError):
+                    pass
+                break
+        return ident
+
+    # ---- requests -----------------------------------------------------------
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Response]:
+        from tunegate.backends._hf_loglik import loglikelihood
+
+        return loglikelihood(self, requests)
+
+    def generate(self, requests: list[GenerateRequest]) -> list[Response]:
+        from tunegate.backends._hf_generate import generate
+
+        return generate(self, requests)
+
+    def close(self) -> None:
+        del self.model
+        if self.torch.cuda.is_available():
+            self.torch.cuda.empty_cache()

@@ -1,0 +1,213 @@
+"""The `hf` backend on tiny real models: exact maths, batching invariance, loading rules."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tunegate.backends._hf_loglik import windows
+from tunegate.backends.hf import HFBackend
+from tunegate.errors import UserError
+from tunegate.model_spec import ModelSpec
+from tunegate.request import GenerateRequest, LoglikelihoodRequest
+
+pytestmark = pytest.mark.slow
+
+PAIRS = [
+    ("Question: What is the capital of France? Answer:", " Paris."),
+    ("", "The quick brown fox jumps over the lazy dog."),
+    ("Hello ", "world"),  # trailing space moves to the continuation
+    ("Please restart the router,", " wait thirty seconds, and try again."),
+    ("a", " b c d e f g"),
+]
+
+
+@pytest.fixture(scope="module")
+def gpt2(tiny_model_dir: Path) -> HFBackend:
+    return HFBackend(ModelSpec(model=str(tiny_model_dir), batch_size=4))
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir: Path) -> HFBackend:
+    return HFBackend(ModelSpec(model=str(tiny_llama_dir), batch_size=4))
+
+
+def direct_loglikelihood(backend: HFBackend, context: str, continuation: str) -> tuple[float, bool]:
+    """The textbook computation: one unpadded forward over context+continuation, full log-softmax."""
+    tok = backend.tokenizer
+    if context == "":
+        ctx = [tok.bos_token_id]
+        cont = tok(continuation, add_special_tokens=False)["input_ids"]
+    else:
+        n = len(context) - len(context.rstrip())
+        if n:
+            context, continuation = context[:-n], context[-n:] + continuation
+        whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
+        ctx = tok(context, add_special_tokens=False)["input_ids"]
+        cont = whole[len(ctx):]
+    seq = torch.tensor([ctx + cont])
+    with torch.no_grad():
+        logp = torch.log_softmax(backend.model(seq).logits[0].float(), -1)
+    preds = logp[len(ctx) - 1 : -1]
+    tgt = torch.tensor(cont)
+    return float(preds.gather(-1, tgt[:, None]).sum()), bool((preds.argmax(-1) == tgt).all())
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+def test_loglikelihood_equals_direct_computation(fixture: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(fixture)
+    got = backend.loglikelihood([LoglikelihoodRequest(context=c, continuation=x) for c, x in PAIRS])
+    for (c, x), resp in zip(PAIRS, got):
+        want, greedy = direct_loglikelihood(backend, c, x)
+        assert resp.loglikelihood == pytest.approx(want, abs=1e-4)
+        assert resp.is_greedy is greedy
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+def test_loglikelihood_independent_of_batch_size_and_padding(fixture: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(fixture)
+    reqs = [LoglikelihoodRequest(context=c, continuation=x) for c, x in PAIRS]
+    results = {}
+    for bs in (1, 2, 5):
+        backend.spec = backend.spec.model_copy(update={"batch_size": bs})
+        results[bs] = [r.loglikelihood for r in backend.loglikelihood(reqs)]
+    backend.spec = backend.spec.model_copy(update={"batch_size": 4})
+    for bs in (2, 5):
+        assert results[bs] == pytest.approx(results[1], abs=1e-4)
+
+
+def test_is_greedy_true_for_the_greedy_continuation(gpt2: HFBackend) -> None:
+    context = "Thank you for"
+    text = gpt2.generate([GenerateRequest(prompt=context, max_new_tokens=4)])[0].text
+    ids = gpt2.tokenizer(context + text, add_special_tokens=False)["input_ids"]
+    ctx_ids = gpt2.tokenizer(context, add_special_tokens=False)["input_ids"]
+    assert ids[: len(ctx_ids)] == ctx_ids  # the round trip re-tokenises the same way
+    resp = gpt2.loglikelihood([LoglikelihoodRequest(context=context, continuation=text)])[0]
+    assert resp.is_greedy is True
+    other = gpt2.loglikelihood([LoglikelihoodRequest(context=context, continuation=text + " zebra")])[0]
+    assert other.is_greedy is False
+
+
+def test_rolling_windows_cover_every_target_once() -> None:
+    ctx, cont = [0], list(range(1, 26))
+    rows = windows(ctx, cont, max_length=8)
+    targets = [t for _, tg in rows for t in tg]
+    assert targets == cont
+    seq = ctx + cont
+    for inputs, tg in rows:
+        assert len(inputs) <= 8
+        # inputs end right before the last target, and every target has its predecessor as input
+        last = seq.index(tg[-1])
+        assert inputs[-1] == seq[last - 1]
+        assert len(inputs) >= len(tg)
+
+
+def test_long_continuation_scored_in_rolling_windows_matches_manual(gpt2: HFBackend) -> None:
+    text = " ".join(["the invoice lists the totals"] * 60)  # > 128 tokens: several windows
+    resp = gpt2.loglikelihood([LoglikelihoodRequest(context="", continuation=text)])[0]
+    tok = gpt2.tokenizer
+    cont = tok(text, add_special_tokens=False)["input_ids"]
+    assert resp.n_tokens == len(cont) > gpt2.max_length
+    total = 0.0
+    for inputs, targets in windows([tok.bos_token_id], cont, gpt2.max_length):
+        with torch.no_grad():
+            logp = torch.log_softmax(gpt2.model(torch.tensor([inputs])).logits[0].float(), -1)
+        preds = logp[-len(targets):]
+        total += float(preds.gather(-1, torch.tensor(targets)[:, None]).sum())
+    assert resp.loglikelihood == pytest.approx(total, abs=1e-3)
+
+
+def test_generation_greedy_matches_transformers_generate(gpt2: HFBackend) -> None:
+    prompts = ["Thank you for", "Please restart", "The invoice lists the items, the totals and"]
+    ours = gpt2.generate([GenerateRequest(prompt=p, max_new_tokens=10) for p in prompts])
+    tok = gpt2.tokenizer
+    for p, resp in zip(prompts, ours):
+        ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"]])
+        with torch.no_grad():
+            ref = gpt2.model.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.eos_token_id)
+        new = ref[0, ids.shape[1]:].tolist()
+        if tok.eos_token_id in new:
+            new = new[: new.index(tok.eos_token_id)]
+        assert resp.text == tok.decode(new, skip_special_tokens=True)
+        assert resp.n_tokens == len(new)
+
+
+def test_generation_honours_stop_strings_and_max_new_tokens(gpt2: HFBackend) -> None:
+    free = gpt2.generate([GenerateRequest(prompt="Thank you for", max_new_tokens=12)])[0]
+    assert free.n_tokens == 12 and free.finish_reason == "length"
+    stop = free.text.strip()[:2]  # a string the model is known to produce
+    stopped = gpt2.generate([GenerateRequest(prompt="Thank you for", max_new_tokens=12, stop=(stop,))])[0]
+    assert stop not in stopped.text
+    assert stopped.finish_reason == "stop"
+    assert free.text.startswith(stopped.text)
+    assert stopped.n_tokens < 12
+    short = gpt2.generate([GenerateRequest(prompt="Thank you for", max_new_tokens=3)])[0]
+    assert short.n_tokens == 3
+
+
+def test_generation_independent_of_batch_and_seeded_sampling_reproducible(gpt2: HFBackend) -> None:
+    reqs = [
+        GenerateRequest(prompt="Thank you for", max_new_tokens=8),
+        GenerateRequest(prompt="The", max_new_tokens=6, stop=("e",)),
+        GenerateRequest(prompt="Please restart the router", max_new_tokens=8, temperature=1.0, seed=3),
+        GenerateRequest(prompt="Please restart the router", max_new_tokens=8, temperature=1.0, seed=4),
+    ]
+    outs = {}
+    for bs in (1, 4):
+        gpt2.spec = gpt2.spec.model_copy(update={"batch_size": bs})
+        outs[bs] = [r.text for r in gpt2.generate(reqs)]
+    gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4})
+    assert outs[1] == outs[4]
+    assert outs[1][2] != outs[1][3]  # different seeds, different samples
+    again = gpt2.generate([reqs[2]])[0].text
+    assert again == outs[1][2]
+
+
+def test_fingerprint_depends_on_bytes_not_names(tiny_model_dir: Path, tmp_path: Path, gpt2: HFBackend) -> None:
+    copy = tmp_path / "renamed-copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert HFBackend(ModelSpec(model=str(copy))).fingerprint() == gpt2.fingerprint()
+    # change one weight: a different model under the same name
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(copy / "model.safetensors")
+    key = next(iter(weights))
+    weights[key] = weights[key] + 1.0
+    save_file(weights, copy / "model.safetensors", metadata={"format": "pt"})
+    assert HFBackend(ModelSpec(model=str(copy))).fingerprint() != gpt2.fingerprint()
+
+
+def test_missing_folder_and_pickle_weights_are_user_errors(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="model folder not found"):
+        HFBackend.check(ModelSpec(model=str(tmp_path / "nope")))
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    from safetensors.torch import load_file
+
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="safetensors only"):
+        HFBackend.check(ModelSpec(model=str(pickled)))
+    HFBackend.check(ModelSpec(model=str(pickled), allow_pickle=True))  # opting in is allowed
+    with pytest.raises(UserError, match="adapter folder not found"):
+        HFBackend.check(ModelSpec(model=str(tiny_model_dir), adapter=str(tmp_path / "no-adapter")))
+
+
+def test_peft_adapter_changes_outputs_and_identity(tiny_model_dir: Path, tmp_path: Path, gpt2: HFBackend) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    (adapter / "tunegate_checkpoint.json").write_text(json.dumps({"step": 7, "data_sha256": "ab" * 32}))
+    tuned = HFBackend(ModelSpec(model=str(tiny_model_dir), adapter=str(adapter)))
+    req = [LoglikelihoodRequest(context="Hello", continuation=" world")]
+    assert tuned.loglikelihood(req)[0].loglikelihood != pytest.approx(gpt2.loglikelihood(req)[0].loglikelihood, abs=1e-3)
+    assert tuned.fingerprint() != gpt2.fingerprint()
+    assert tuned.identity()["finetune"]["step"] == 7
