@@ -8,7 +8,7 @@ names the file, the key path and the fix, with exit code 2.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -98,3 +98,53 @@ class SuiteConfig(BaseModel):
             if isinstance(values.get("version"), (int, float)):
                 values = {**values, "version": str(values["version"])}
         return values
+
+
+RuleKind = Literal["min", "max", "max_regression", "min_improvement"]
+RULE_KINDS: tuple[RuleKind, ...] = ("min", "max", "max_regression", "min_improvement")
+
+
+class GateRule(BaseModel):
+    """One rule of a gate policy on `suite/metric`: exactly one of min, max, max_regression, min_improvement.
+
+    `min`/`max` bound the candidate's value; `max_regression` is a tolerance on
+    the delta in the metric's bad direction; `min_improvement` the gain required
+    in its good direction. See docs/compare-gate-report.md.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(pattern=r"^[^/\s]+/[^/\s]+$", description="suite/metric")
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = Field(default=None, ge=0)
+    min_improvement: float | None = Field(default=None, ge=0)
+    confidence: float | None = Field(default=None, gt=0.5, lt=1.0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "GateRule":
+        given = [k for k in RULE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(RULE_KINDS)} (got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> RuleKind:
+        return next(k for k in RULE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def threshold(self) -> float:
+        return float(getattr(self, self.kind))
+
+
+class Policy(BaseModel):
+    """A gate policy file: rules over metrics, a default confidence, an allowed share of errored samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "policy"
+    description: str = ""
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    rules: list[GateRule] = Field(min_length=1)
