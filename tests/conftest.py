@@ -20,56 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
-CORPUS = [
-    "The customer asked how to reset the password and the agent explained the steps.",
-    "Please restart the router, wait thirty seconds, and try again.",
-    "Your refund was processed and should arrive within five business days.",
-    "The quick brown fox jumps over the lazy dog.",
-    "I cannot help with that request, but here is a safer alternative.",
-    "Question: What is the capital of France? Answer: Paris.",
-    "Thank you for contacting support. How can I help you today?",
-    "The invoice lists the items, the totals and the tax for the month.",
-    "Sure! Here are the steps: open settings, choose account, then select reset.",
-    "0 1 2 3 4 5 6 7 8 9 a b c d e f g h i j k l m n o p q r s t u v w x y z",
-] * 20
-
-
-def build_tokenizer(out: Path, vocab_size: int = 512):
-    """A byte-level BPE tokenizer trained in-process, wrapped as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
-                                   unk_token="<|endoftext|>")
-    fast.save_pretrained(out)
-    return fast
-
-
-def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, n_positions: int = 128) -> Path:
-    """Random-init tiny causal LM + tokenizer saved as safetensors under `out`."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    out.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(out)
-    torch.manual_seed(seed)
-    if arch == "gpt2":
-        cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = GPT2LMHeadModel(cfg)
-    else:
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=n_positions,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out, safe_serialization=True)
-    return out
+from tunegate.tiny import DEFAULT_CORPUS as CORPUS  # noqa: E402,F401  (re-exported for tests)
+from tunegate.tiny import build_tiny_model, build_tokenizer  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

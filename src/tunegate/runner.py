@@ -87,20 +87,26 @@ class Runner:
                 step = self.options.chunk_size
                 for i in range(0, len(items), step):
                     chunk = items[i : i + step]
-                    reqs: list[Any] = [r for _, r in chunk]
-                    try:
-                        resps = call(reqs)
-                        if len(resps) != len(reqs):
-                            raise RuntimeError(f"backend returned {len(resps)} responses for {len(reqs)} requests")
-                    except (KeyboardInterrupt, MemoryError):
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - infrastructure failure: those samples error, run goes on
-                        msg = f"backend failure: {type(exc).__name__}: {str(exc)[:300]}"
-                        resps = [Response(kind=kind, error=msg, finish_reason="error") for _ in reqs]  # type: ignore[arg-type]
+                    resps = self._call(call, kind, [r for _, r in chunk])
                     pairs = list(zip((k for k, _ in chunk), resps))
                     self.cache.put_many(pairs)
                     answers.update(pairs)
                     bar.update(len(chunk))
+
+    def _call(self, call: Any, kind: str, reqs: list[Any]) -> list[Response]:
+        """One backend call; when a chunk fails, retry its requests one by one so only the culprits error."""
+        try:
+            resps = call(reqs)
+            if len(resps) != len(reqs):
+                raise RuntimeError(f"backend returned {len(resps)} responses for {len(reqs)} requests")
+            return list(resps)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - infrastructure failure: those samples error, the run goes on
+            if len(reqs) > 1:
+                return [r for req in reqs for r in self._call(call, kind, [req])]
+            msg = f"backend failure: {type(exc).__name__}: {str(exc)[:300]}"
+            return [Response(kind=kind, error=msg, finish_reason="error")]  # type: ignore[arg-type]
 
     # ---- phase 2: score ----------------------------------------------------
     def _score_suite(self, suite: SuiteKind, items: list[_Pending], answers: dict[str, Response]) -> list[SampleResult]:

@@ -70,7 +70,9 @@ class MockBackend(Backend):
             raise UserError(format_validation_error(str(path), err)) from None
 
     def fingerprint(self) -> str:
-        payload = json.dumps({"model": self.spec.model, "script": self.script.model_dump()}, sort_keys=True)
+        # failure injection does not change answers, so it is not part of the identity
+        answers = self.script.model_dump(exclude={"interrupt_after", "fail_on"})
+        payload = json.dumps({"model": self.spec.model, "script": answers}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def settings(self) -> dict[str, Any]:
