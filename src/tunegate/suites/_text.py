@@ -1,0 +1,123 @@
+"""Text helpers shared by the task suite kinds: prompt templates and answer matching.
+
+Templates are plain `str.format` strings (YAML is data only, so no Jinja). Their
+placeholders are checked once when the suite loads, so a typo such as
+`{questoin}` is a one-line input error before any model loads rather than a
+KeyError in the middle of a run. Placeholders other than the kind's own field
+may name any other column of the data row; those values travel in the
+sample's metadata under `template_vars`.
+
+The normalisations follow the conventions people compare against: exact match
+uses a light normalisation (case, surrounding whitespace, inner whitespace,
+trailing punctuation), token F1 uses the SQuAD evaluation script's (also drops
+all punctuation and the articles a/an/the).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from string import Formatter
+from typing import Any
+
+from tunegate.data import Row
+
+_WS = re.compile(r"\s+")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation)
+
+
+# ---- prompt templates -------------------------------------------------------
+def template_fields(template: str) -> list[str]:
+    """Placeholder names of a `str.format` template, in order, without duplicates.
+
+    Raises ValueError for a malformed template (unbalanced braces) or for
+    positional / attribute / index placeholders, which have no meaning here.
+    """
+    names: list[str] = []
+    for _, field, _, _ in Formatter().parse(template):
+        if field is None:
+            continue
+        if field == "" or field.isdigit():
+            raise ValueError("positional placeholders like {} or {0} are not allowed; name a field, e.g. {question}")
+        if not field.isidentifier():
+            raise ValueError(f"placeholder {{{field}}} must be a plain field name (no '.', '[' or ':')")
+        if field not in names:
+            names.append(field)
+    return names
+
+
+def check_template(template: str, required: str) -> str:
+    """Validate a template for a pydantic field validator; it must use `{required}`."""
+    fields = template_fields(template)
+    if required not in fields:
+        raise ValueError(f"the template must contain the placeholder {{{required}}}")
+    return template
+
+
+def extra_template_vars(row: Row, template: str, own: Iterable[str]) -> dict[str, str]:
+    """Values of the template's other placeholders, read from the row's columns.
+
+    `own` are the placeholders the kind fills itself; every other one must be a
+    column of this row (a missing one is an error naming the row and field).
+    """
+    skip = set(own)
+    out: dict[str, str] = {}
+    for name in template_fields(template):
+        if name in skip:
+            continue
+        if name not in row.data:
+            raise row.fail(name, f"is missing (the prompt template uses {{{name}}})")
+        out[name] = str(row.get(name, (str, int, float)))
+    return out
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """Fill a template validated by `check_template`; braces inside values are left alone."""
+    return template.format_map(dict(values))
+
+
+# ---- answer matching --------------------------------------------------------
+def normalize_exact(text: str) -> str:
+    """Exact-match normalisation: lowercase, trim, collapse whitespace, drop trailing punctuation."""
+    text = _WS.sub(" ", text.lower()).strip()
+    return text.rstrip(string.punctuation + " ").strip()
+
+
+def normalize_squad(text: str) -> str:
+    """SQuAD v1.1 normalisation: lowercase, remove punctuation and articles, collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, references: list[str]) -> bool:
+    """True when the normalised prediction equals any normalised reference."""
+    pred = normalize_exact(prediction)
+    return any(pred == normalize_exact(ref) for ref in references)
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 between one prediction and one reference, in [0, 1].
+
+    Two empty strings (after normalisation) agree perfectly; one empty string
+    against a non-empty one scores 0, as in the SQuAD v2 script.
+    """
+    pred = normalize_squad(prediction).split()
+    ref = normalize_squad(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = Counter(pred) & Counter(ref)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred)
+    recall = same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def max_token_f1(prediction: str, references: list[str]) -> float:
+    """Best token F1 over the references (SQuAD takes the max over gold answers)."""
+    return max(token_f1(prediction, r) for r in references)
