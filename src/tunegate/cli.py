@@ -120,6 +120,19 @@ def plugins() -> None:
             click.echo(f"  {row['name']:<20} {row['target']}  [{row['package']}]")
 
 
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True)
+def demo(out: Path) -> None:
+    """Offline demo: build a tiny model and evaluate it on the built-in suites."""
+    from tunegate.demo import run_demo
+
+    result, path, seconds = run_demo(out)
+    click.echo(f"wrote {path} in {seconds:.1f}s")
+    for s in result.suites:
+        shown = ", ".join(f"{m.name}={m.value:.4g}" for m in s.metrics[:5] if m.value is not None)
+        click.echo(f"  {s.name}: {shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     try:
