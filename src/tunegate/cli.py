@@ -46,7 +46,7 @@ def cli() -> None:
 @click.option("--adapter", default=None, help="PEFT adapter folder applied on the model.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--max-length", type=int, default=None)
 @click.option("--label", default=None, help="Display name in reports.")
 @click.option("--chat-template/--no-chat-template", default=False, help="Wrap generation prompts in the tokenizer's chat template.")

@@ -36,7 +36,8 @@ class ModelSpec(BaseModel):
     trust_remote_code: bool = False
     allow_pickle: bool = False
     max_length: int | None = Field(default=None, ge=8)
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=32, ge=1, description="most rows in one forward pass")
+    batch_tokens: int = Field(default=8192, ge=64, description="most (padded) tokens in one forward pass")
     options: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -211,3 +211,32 @@ def test_peft_adapter_changes_outputs_and_identity(tiny_model_dir: Path, tmp_pat
     assert tuned.loglikelihood(req)[0].loglikelihood != pytest.approx(gpt2.loglikelihood(req)[0].loglikelihood, abs=1e-3)
     assert tuned.fingerprint() != gpt2.fingerprint()
     assert tuned.identity()["finetune"]["step"] == 7
+
+
+def test_shared_prefix_multiple_choice_equals_direct_and_runs_each_context_once(gpt2: HFBackend) -> None:
+    questions = [
+        ("Question: What is the capital of France? Answer:", [" Paris.", " Berlin is the answer", " Rome", " I do not know"]),
+        ("Thank you for contacting support. How", [" can I help you today?", " are you", " x"]),
+        ("Please restart the router,", [" wait thirty seconds, and try again.", " now"]),
+    ]
+    reqs = [LoglikelihoodRequest(context=c, continuation=x) for c, xs in questions for x in xs]
+    gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 64})
+    before = gpt2.forward_passes
+    got = gpt2.loglikelihood(reqs)
+    assert gpt2.forward_passes - before == 2  # one prefix pass + one continuation pass for all 9 choices
+    for req, resp in zip(reqs, got):
+        want, greedy = direct_loglikelihood(gpt2, req.context, req.continuation)
+        assert resp.loglikelihood == pytest.approx(want, abs=1e-4)
+        assert resp.is_greedy is greedy
+    for bs, budget in ((1, 64), (3, 128), (64, 100_000)):
+        gpt2.spec = gpt2.spec.model_copy(update={"batch_size": bs, "batch_tokens": budget})
+        again = gpt2.loglikelihood(reqs)
+        assert [r.loglikelihood for r in again] == pytest.approx([r.loglikelihood for r in got], abs=1e-4)
+    gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4, "batch_tokens": 8192})
+
+
+def test_shared_prefix_on_llama_matches_direct(llama: HFBackend) -> None:
+    reqs = [LoglikelihoodRequest(context="Question: What is the capital of France? Answer:", continuation=x)
+            for x in (" Paris.", " Lyon or maybe Marseille", " z")]
+    for req, resp in zip(reqs, llama.loglikelihood(reqs)):
+        assert resp.loglikelihood == pytest.approx(direct_loglikelihood(llama, req.context, req.continuation)[0], abs=1e-4)
