@@ -82,6 +82,16 @@ class Verdict(BaseModel):
     candidates: list[CandidateVerdict] = Field(default_factory=list)
 
     @property
+    def explanation(self) -> str:
+        """One sentence on what the overall status means."""
+        return {
+            "pass": "Every rule holds for every candidate at its stated confidence.",
+            "fail": "At least one rule fails for at least one candidate.",
+            "inconclusive": "No rule fails, but at least one could not be shown to hold on these samples.",
+            "incomplete": "The evidence is incomplete (errored samples above the allowed share, or a metric without a value).",
+        }[self.status]
+
+    @property
     def headline(self) -> str:
         word = {"pass": "PASS", "fail": "FAIL", "inconclusive": "INCONCLUSIVE", "incomplete": "INCOMPLETE"}[self.status]
         if self.status == "inconclusive":
@@ -167,9 +177,12 @@ def _decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: flo
     significant = p_holm is not None and p_holm < alpha
     ptxt = f"Holm-adjusted p = {fmt(p_holm, 3)}"
     if rule.kind == "max_regression":
-        if g_lo >= -t:
+        if g_lo >= 0:
             out.status = "pass"
-            out.reason = f"at {cl} confidence the candidate is at most {fmt(max(0.0, -g_lo))} worse than the base, within the tolerance {fmt(t)}."
+            out.reason = f"at {cl} confidence the candidate is no worse than the base (gain interval [{fmt(g_lo)}, {fmt(g_hi)}]), within the tolerance {fmt(t)}."
+        elif g_lo >= -t:
+            out.status = "pass"
+            out.reason = f"at {cl} confidence the candidate is at most {fmt(-g_lo)} worse than the base, within the tolerance {fmt(t)}."
         elif significant and gain < -t:
             out.status = "fail"
             out.reason = f"the candidate is {fmt(-gain)} worse than the base, beyond the tolerance {fmt(t)}, and the change is significant ({ptxt} < {fmt(alpha, 3)})."

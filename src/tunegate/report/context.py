@@ -1,0 +1,348 @@
+"""The report's view model: every number, label and chart coordinate, computed in Python.
+
+The HTML template only places what this module hands it, so all text stays
+subject to autoescaping and no markup is ever built from model or data text.
+Run results referenced by the comparison are read back (when present) for the
+per-example explorer: prompts, both outputs and their scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunegate.compare import CandidateComparison, Comparison, MetricComparison, ModelInfo, SuiteComparison
+from tunegate.config import Policy
+from tunegate.errors import TunegateError
+from tunegate.gate import RuleOutcome, Verdict, fmt, policy_of, verdict_of
+from tunegate.results import RunResult, SampleResult
+
+PROMPT_CHARS = 700
+OUTPUT_CHARS = 1500
+EXPLORER_ROWS = 400
+
+STATISTICS_LIMITATIONS = [
+    "Intervals are percentile intervals of a paired bootstrap; with few samples (roughly under 30) they are too narrow and should be read as optimistic.",
+    "Holm's correction covers the tested rules of one gate for one candidate; the p-values in the per-suite tables are uncorrected, and nothing corrects across candidates.",
+    "Intervals used by min/max rules are not adjusted for multiplicity.",
+    "Samples that errored or were skipped in either run are left out of every pair; if failures correlate with difficulty, deltas are biased.",
+    "A passing gate shows that no regression beyond tolerance was detected on these samples; it does not show the candidate is safe on other data.",
+    "Corpus-level metrics (e.g. corpus BLEU) cannot be resampled per sample: they get no interval and no test.",
+]
+
+
+def excerpt(text: str | None, limit: int) -> str:
+    """At most `limit` characters, marked when cut (escaping happens in the template)."""
+    if text is None:
+        return ""
+    return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
+
+
+def load_runs(comparison: Comparison, folder: Path | None) -> dict[str, RunResult | None]:
+    """Run results by model label; a missing or unreadable file gives None (the explorer then shows ids only)."""
+    out: dict[str, RunResult | None] = {}
+    for info in [comparison.base, *(c.model for c in comparison.candidates)]:
+        run = None
+        if info.results_path:
+            p = Path(info.results_path)
+            tries = [p] + ([folder / p.name, folder / p.parent.name / p.name] if folder else [])
+            for cand in tries:
+                if cand.is_file():
+                    try:
+                        run = RunResult.load(cand)
+                        break
+                    except TunegateError:
+                        continue
+        out[info.label] = run
+    return out
+
+
+def response_text(sr: SampleResult | None) -> str:
+    """What the model answered, readable: generated text, or log-likelihoods for scoring requests."""
+    if sr is None:
+        return ""
+    parts = []
+    for req, resp in zip(sr.requests, sr.responses):
+        if resp.error:
+            parts.append(f"[error: {resp.error}]")
+        elif resp.kind == "generate":
+            parts.append(resp.text or "")
+        else:
+            cont = getattr(req, "continuation", "")
+            greedy = ", greedy" if resp.is_greedy else ""
+            parts.append(f"log P({excerpt(cont.strip(), 80)!r}) = {fmt(resp.loglikelihood)} over {resp.n_tokens} tokens{greedy}")
+    if sr.status != "scored" and sr.reason:
+        parts.append(f"[{sr.status}: {sr.reason}]")
+    return "\n".join(parts)
+
+
+def scores_text(sr: SampleResult | None) -> str:
+    if sr is None:
+        return ""
+    return ", ".join(f"{s.name}={fmt(s.value)}" if s.ok else f"{s.name}=error" for s in sr.scores)
+
+
+def _index(run: RunResult | None) -> dict[tuple[str, str], SampleResult]:
+    if run is None:
+        return {}
+    return {(s.name, r.id): r for s in run.suites for r in s.samples}
+
+
+# ---------------------------------------------------------------------------
+# charts: geometry only; the template draws rects and lines with these numbers
+
+BAR_W, LABEL_W, ROW_H = 520, 170, 22
+
+
+def _domain(values: list[float]) -> tuple[float, float]:
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    if 0.0 <= lo and hi <= 1.0 and hi > 0.05:
+        return 0.0, 1.0
+    if hi == lo:
+        hi = lo + 1.0
+    pad = 0.05 * (hi - lo)
+    return lo - (pad if lo < 0 else 0.0), hi + pad
+
+
+def bar_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Horizontal bars (value) with interval whiskers; rows: label, value, lo, hi, role."""
+    nums = [x for r in rows for x in (r["value"], r["lo"], r["hi"]) if x is not None]
+    if not nums:
+        return {"rows": [], "height": 0}
+    d0, d1 = _domain(nums)
+    span = BAR_W - LABEL_W - 60
+
+    def x(v: float) -> float:
+        return round(LABEL_W + (v - d0) / (d1 - d0) * span, 2)
+
+    zero = x(0.0)
+    out = []
+    for i, r in enumerate(rows):
+        y = 6 + i * ROW_H
+        v = r["value"]
+        g: dict[str, Any] = {"label": r["label"], "role": r["role"], "y": y, "ty": y + 12, "mid": y + 7,
+                             "text": fmt(v), "tx": BAR_W - 54}
+        if v is not None:
+            g.update(bx=min(zero, x(v)), bw=max(1.0, abs(x(v) - zero)))
+        if r["lo"] is not None and r["hi"] is not None:
+            g.update(wx1=x(r["lo"]), wx2=x(r["hi"]))
+        out.append(g)
+    return {"rows": out, "height": 12 + len(rows) * ROW_H, "width": BAR_W, "zero": zero,
+            "d0": fmt(d0, 3), "d1": fmt(d1, 3), "x0": LABEL_W, "x1": LABEL_W + span}
+
+
+def trend_chart(metric: str, base_value: float | None, points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metric against training step: candidates as points with whiskers, the base as a dashed line."""
+    w, h, ml, mr, mt, mb = 420, 200, 56, 16, 14, 34
+    ys = [v for p in points for v in (p["value"], p["lo"], p["hi"]) if v is not None]
+    if base_value is not None:
+        ys.append(base_value)
+    steps = [p["step"] for p in points]
+    y0, y1 = min(ys), max(ys)
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    pad = 0.08 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+    s0, s1 = min(steps), max(steps)
+    s1 = s1 if s1 > s0 else s0 + 1
+
+    def X(s: float) -> float:
+        return round(ml + (s - s0) / (s1 - s0) * (w - ml - mr), 2)
+
+    def Y(v: float) -> float:
+        return round(mt + (y1 - v) / (y1 - y0) * (h - mt - mb), 2)
+
+    pts = []
+    for p in points:
+        g = {"cx": X(p["step"]), "cy": Y(p["value"]), "label": p["label"], "step": p["step"], "text": fmt(p["value"])}
+        if p["lo"] is not None and p["hi"] is not None:
+            g.update(y1=Y(p["hi"]), y2=Y(p["lo"]))
+        pts.append(g)
+    return {
+        "metric": metric, "width": w, "height": h, "points": pts,
+        "line": " ".join(f"{p['cx']},{p['cy']}" for p in pts),
+        "base_y": Y(base_value) if base_value is not None else None, "base_text": fmt(base_value),
+        "ml": ml, "xr": w - mr, "yb": h - mb, "yt": mt,
+        "ticks_x": [{"x": X(s), "text": str(s)} for s in sorted(set(steps))],
+        "ticks_y": [{"y": Y(v), "text": fmt(v, 3)} for v in (y0 + pad, (y0 + y1) / 2, y1 - pad)],
+    }
+
+
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReportContext:
+    comparison: Comparison
+    verdict: Verdict | None
+    policy: Policy | None
+    models: list[dict[str, Any]]
+    suites: list[dict[str, Any]]
+    trends: list[dict[str, Any]]
+    explorer: list[dict[str, Any]]
+    explorer_total: int
+    runs_found: bool
+    methods_metrics: list[dict[str, Any]]
+    limitations: list[dict[str, str]]
+    rule_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _model_row(info: ModelInfo, role: str) -> dict[str, Any]:
+    ft = info.finetune or {}
+    prov = info.provenance
+    return {
+        "role": role, "label": info.label, "model": info.model, "backend": info.backend,
+        "fingerprint": info.fingerprint, "revision": info.revision, "adapter": info.adapter,
+        "complete": info.complete, "counts": info.counts, "finetune": ft, "results_path": info.results_path,
+        "step": info.step, "identity": {k: v for k, v in info.identity.items() if isinstance(v, (str, int, float, bool))},
+        "prov": {
+            "tunegate": prov.get("tunegate_version"), "git": prov.get("git_commit"), "python": prov.get("python"),
+            "platform": prov.get("platform"), "device": prov.get("device"), "seed": prov.get("seed"),
+            "config_hash": prov.get("config_hash"), "started": prov.get("started_at"), "finished": prov.get("finished_at"),
+            "timings": prov.get("timings") or {}, "libraries": prov.get("libraries") or {},
+        },
+    }
+
+
+def _status_of(outcomes: list[RuleOutcome], metric: str) -> str | None:
+    ranks = {"pass": 0, "inconclusive": 1, "fail": 2, "incomplete": 3}
+    found = [o.status for o in outcomes if o.metric == metric]
+    return max(found, key=ranks.__getitem__) if found else None
+
+
+def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[str, Any]]:
+    outcomes = {cv.candidate: cv.outcomes for cv in (verdict.candidates if verdict else [])}
+    first = comparison.candidates[0]
+    cards = []
+    for s in first.suites:
+        per_cand: list[tuple[CandidateComparison, SuiteComparison]] = [(c, c.suite(s.name)) for c in comparison.candidates]  # type: ignore[misc]
+        metrics = []
+        for m in s.metrics:
+            rows = [{"label": comparison.base.label, "value": m.base_value if m.base_value is not None else m.base_reported,
+                     "lo": m.base_ci[0], "hi": m.base_ci[1], "role": "base"}]
+            cand_rows = []
+            for c, cs in per_cand:
+                cm = cs.metric(m.metric) if cs else None
+                if cm is None:
+                    continue
+                rows.append({"label": c.model.label, "value": cm.candidate_value if cm.candidate_value is not None else cm.candidate_reported,
+                             "lo": cm.candidate_ci[0], "hi": cm.candidate_ci[1], "role": "candidate"})
+                gain = None if cm.delta is None else cm.delta * cm.sign
+                signif = cm.p_value is not None and cm.p_value < 1 - comparison.settings.confidence
+                tone = "neutral" if gain is None or gain == 0 or cm.direction == "neutral" else ("bad" if gain < 0 else "good")
+                cand_rows.append({
+                    "label": c.model.label, "m": cm, "tone": tone, "significant": signif,
+                    "gate": _status_of(outcomes.get(c.model.label, []), m.name),
+                })
+            metrics.append({"m": m, "chart": bar_chart(rows), "cands": cand_rows})
+        cards.append({"s": s, "metrics": metrics, "warnings": sorted({w for _, cs in per_cand if cs for w in cs.warnings}),
+                      "counts": [(comparison.base.label, s.counts_base)] + [(c.model.label, cs.counts_candidate) for c, cs in per_cand if cs]})
+    return cards
+
+
+def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any]]:
+    stepped = [c for c in comparison.candidates if c.model.step is not None]
+    if len({c.model.step for c in stepped}) < 2:
+        return []
+    names = [r.metric for r in policy.rules] if policy else []
+    names += [m.name for s in comparison.candidates[0].suites for m in s.metrics if m.direction != "neutral"]
+    charts = []
+    for name in list(dict.fromkeys(names))[:8]:
+        points, base_value = [], None
+        for c in sorted(stepped, key=lambda c: c.model.step or 0):
+            m = c.metric(name)
+            if m is None or m.candidate_value is None:
+                continue
+            base_value = m.base_value
+            points.append({"step": c.model.step, "value": m.candidate_value, "lo": m.candidate_ci[0], "hi": m.candidate_ci[1], "label": c.model.label})
+        if len(points) >= 2:
+            charts.append(trend_chart(name, base_value, points))
+    return charts
+
+
+def _explorer(comparison: Comparison, runs: dict[str, RunResult | None]) -> tuple[list[dict[str, Any]], int]:
+    base_idx = _index(runs.get(comparison.base.label))
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str, str]] = set()
+    for c in comparison.candidates:
+        cand_idx = _index(runs.get(c.model.label))
+        for s in c.suites:
+            for m in s.metrics:
+                for change, examples in (("regressed", m.regressed), ("improved", m.improved)):
+                    for rank, ex in enumerate(examples):
+                        key = (c.model.label, s.name, ex.sample_id)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        b, k = base_idx.get((s.name, ex.sample_id)), cand_idx.get((s.name, ex.sample_id))
+                        rows.append({
+                            "candidate": c.model.label, "suite": s.name, "metric": m.metric, "sample_id": ex.sample_id,
+                            "change": change, "rank": rank, "base": fmt(ex.base), "cand": fmt(ex.candidate),
+                            "delta": fmt(ex.delta), "gain": ex.delta * m.sign,
+                            "prompt": excerpt((b or k).sample.input if (b or k) else "", PROMPT_CHARS),
+                            "base_out": excerpt(response_text(b), OUTPUT_CHARS),
+                            "cand_out": excerpt(response_text(k), OUTPUT_CHARS),
+                            "base_scores": scores_text(b), "cand_scores": scores_text(k),
+                            "cw": s.content_warning,
+                        })
+    # regressions first; within them by candidate, then suite and metric order, worst first
+    rows = [r for r in rows if r["change"] == "regressed"] + [r for r in rows if r["change"] != "regressed"]
+    return rows[:EXPLORER_ROWS], len(rows)
+
+
+def collect_limitations(comparison: Comparison, runs: dict[str, RunResult | None]) -> list[dict[str, str]]:
+    """Known weaknesses of the scorers and suite kinds that produced these results, then of the statistics.
+
+    A scorer counts as used when a score names it in `details["scorer"]` or one
+    of its declared `outputs` appears among the score names; a plugin that
+    cannot be imported is skipped (it cannot have produced these results).
+    """
+    from tunegate import plugins
+
+    score_names: set[str] = set()
+    declared: set[str] = set()
+    kinds: set[str] = {s.kind for c in comparison.candidates for s in c.suites}
+    for run in runs.values():
+        for s in run.suites if run else []:
+            for r in s.samples[:50]:
+                for sc in r.scores:
+                    score_names.add(sc.name)
+                    if isinstance(sc.details.get("scorer"), str):
+                        declared.add(sc.details["scorer"])
+    out = []
+    for group, names in (("suites", sorted(kinds)), ("scorers", plugins.names("scorers"))):
+        for name in names:
+            try:
+                cls = plugins.load(group, name)
+            except Exception:  # noqa: BLE001 - an unimportable plugin did not produce these results
+                continue
+            text = getattr(cls, "limitations", "") or ""
+            if not isinstance(text, str) or not text.strip():
+                continue
+            if group == "scorers" and name not in declared and not (set(getattr(cls, "outputs", ()) or ()) & score_names):
+                continue
+            out.append({"source": f"{group[:-1]} {name}", "text": text.strip()})
+    out += [{"source": "statistics", "text": t} for t in STATISTICS_LIMITATIONS]
+    return out
+
+
+def build_context(comparison: Comparison, runs: dict[str, RunResult | None]) -> ReportContext:
+    verdict, policy = verdict_of(comparison), policy_of(comparison)
+    models = [_model_row(comparison.base, "base")] + [_model_row(c.model, "candidate") for c in comparison.candidates]
+    methods: dict[str, dict[str, Any]] = {}
+    for c in comparison.candidates:
+        for s in c.suites:
+            for m in s.metrics:
+                methods.setdefault(m.name, {"m": m, "suite": s})
+    explorer, total = _explorer(comparison, runs)
+    rule_rows = []
+    if verdict:
+        for cv in verdict.candidates:
+            rule_rows += [{"candidate": cv.candidate, "o": o} for o in cv.outcomes]
+    return ReportContext(
+        comparison=comparison, verdict=verdict, policy=policy, models=models,
+        suites=_suite_cards(comparison, verdict), trends=_trends(comparison, policy),
+        explorer=explorer, explorer_total=total, runs_found=all(r is not None for r in runs.values()),
+        methods_metrics=list(methods.values()), limitations=collect_limitations(comparison, runs), rule_rows=rule_rows,
+    )

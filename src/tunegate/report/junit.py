@@ -1,0 +1,62 @@
+"""junit.xml: one testsuite per candidate, one testcase per rule.
+
+A failed rule is a <failure>; an inconclusive rule is <skipped> (or a
+<failure> in strict mode, where it fails the gate); an incomplete one (no value
+to judge, errored samples above the allowed share) is an <error>. Built with
+ElementTree so every attribute and text node is escaped; characters that XML
+1.0 cannot carry are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from tunegate.compare import Comparison
+from tunegate.gate import verdict_of
+
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _clean(text: object) -> str:
+    return _XML_BAD.sub("", str(text))
+
+
+def render_junit(comparison: Comparison) -> str:
+    verdict = verdict_of(comparison)
+    stamp = comparison.created_at[:19] or "1970-01-01T00:00:00"
+    root = ET.Element("testsuites", name="tunegate gate")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for cv in verdict.candidates if verdict else []:
+        suite = ET.SubElement(root, "testsuite", name=_clean(f"tunegate.{cv.candidate}"), timestamp=stamp, time="0")
+        props = ET.SubElement(suite, "properties")
+        for k, v in (("candidate", cv.candidate), ("verdict", cv.status), ("policy", verdict.policy_name),  # type: ignore[union-attr]
+                     ("policy_sha256", verdict.policy_sha256), ("strict", str(verdict.strict).lower())):  # type: ignore[union-attr]
+            ET.SubElement(props, "property", name=k, value=_clean(v))
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        cases = [(f"{o.metric} {o.kind} {o.threshold:g}", o.status, o.reason) for o in cv.outcomes]
+        budget = [w for w in cv.incomplete if not any(w.startswith(f"{o.metric}:") for o in cv.outcomes)]
+        if budget:
+            cases.append(("errored-sample budget", "incomplete", "; ".join(budget)))
+        for name, status, reason in cases:
+            case = ET.SubElement(suite, "testcase", name=_clean(name), classname=_clean(f"tunegate.gate.{cv.candidate}"), time="0")
+            counts["tests"] += 1
+            if status == "fail" or (status == "inconclusive" and verdict.strict):  # type: ignore[union-attr]
+                el = ET.SubElement(case, "failure", message=_clean(reason), type=status)
+                el.text = _clean(reason)
+                counts["failures"] += 1
+            elif status == "inconclusive":
+                ET.SubElement(case, "skipped", message=_clean(f"inconclusive: {reason}"))
+                counts["skipped"] += 1
+            elif status == "incomplete":
+                el = ET.SubElement(case, "error", message=_clean(reason), type="incomplete")
+                el.text = _clean(reason)
+                counts["errors"] += 1
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+    for k, v in totals.items():
+        root.set(k, str(v))
+    root.set("time", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

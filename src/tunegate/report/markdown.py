@@ -1,0 +1,83 @@
+"""summary.md: the verdict, the rules table and the top regressions, for a CI job summary or a PR comment.
+
+Model text appears only as short excerpts, with Markdown and HTML
+metacharacters escaped, never inside code spans or links; suites with a
+content warning contribute no text at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tunegate.compare import Comparison
+from tunegate.gate import fmt, verdict_of
+from tunegate.results import RunResult
+from tunegate.report.context import response_text
+
+EXCERPT = 80
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+
+
+def md_escape(text: str, limit: int = EXCERPT) -> str:
+    """One line, at most `limit` characters, with HTML entities and Markdown metacharacters escaped."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    flat = flat.replace(":", "&#58;")  # no autolinks (javascript:, https:) in a PR comment
+    return _MD_SPECIAL.sub(r"\\\1", flat)
+
+
+def render_summary(comparison: Comparison, runs: dict[str, RunResult | None] | None = None, top: int = 5) -> str:
+    runs = runs or {}
+    v = verdict_of(comparison)
+    lines = []
+    if v:
+        lines.append(f"## tunegate gate: {v.headline}")
+        lines.append("")
+        lines.append(f"Policy **{md_escape(v.policy_name)}**, exit code {v.exit_code}, base **{md_escape(comparison.base.label)}** "
+                     f"(fingerprint {comparison.base.fingerprint[:12]}).")
+        lines += ["", "| Candidate | Verdict |", "|---|---|"]
+        lines += [f"| {md_escape(cv.candidate)} | **{cv.status}** |" for cv in v.candidates]
+        for cv in v.candidates:
+            lines += [f"\n> Incomplete ({md_escape(cv.candidate)}): {md_escape(w, 300)}" for w in cv.incomplete]
+        lines += ["", "### Rules", "", "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Reason |", "|---|---|---|---|---|---|---|"]
+        for cv in v.candidates:
+            for o in cv.outcomes:
+                obs = f"value {fmt(o.value)}" if o.kind in ("min", "max") else f"Δ {fmt(o.delta)}"
+                p = f"{fmt(o.p_value, 3)} ({fmt(o.p_holm, 3)})" if o.p_value is not None else "–"
+                lines.append(f"| {md_escape(cv.candidate)} | {md_escape(o.metric)} {o.kind} {fmt(o.threshold)} | **{o.status}** | {obs} "
+                             f"| [{fmt(o.ci_low)}, {fmt(o.ci_high)}] | {p} | {md_escape(o.reason, 300)} |")
+    else:
+        lines += ["## tunegate compare (no policy, no verdict)", "",
+                  f"Base **{md_escape(comparison.base.label)}** (fingerprint {comparison.base.fingerprint[:12]})."]
+        lines += ["", "| Candidate | Metric | Base | Candidate | Δ [interval] | p |", "|---|---|---|---|---|---|"]
+        for c in comparison.candidates:
+            for s in c.suites:
+                for m in s.metrics:
+                    lines.append(f"| {md_escape(c.model.label)} | {md_escape(m.name)} | {fmt(m.base_value)} | {fmt(m.candidate_value)} "
+                                 f"| {fmt(m.delta)} [{fmt(m.ci_low)}, {fmt(m.ci_high)}] | {fmt(m.p_value, 3)} |")
+    lines += ["", "### Top regressions", ""]
+    rows = []
+    for c in comparison.candidates:
+        run = runs.get(c.model.label)
+        for s in c.suites:
+            index = {r.id: r for r in run.suite(s.name).samples} if run and run.suite(s.name) else {}  # type: ignore[union-attr]
+            for m in s.metrics:
+                for ex in m.regressed[:top]:
+                    if s.content_warning:
+                        text = "(content warning: excerpt omitted, see report.html)"
+                    else:
+                        text = md_escape(response_text(index.get(ex.sample_id))) if index else ""
+                    rows.append((ex.delta * m.sign, f"| {md_escape(c.model.label)} | {md_escape(m.name)} | {md_escape(ex.sample_id, 40)} "
+                                                    f"| {fmt(ex.base)} → {fmt(ex.candidate)} | {text} |"))
+    if rows:
+        rows.sort(key=lambda r: r[0])
+        lines += ["| Candidate | Metric | Sample | Base → candidate | Candidate output (excerpt) |", "|---|---|---|---|---|"]
+        lines += [r for _, r in rows[: top * 2]]
+    else:
+        lines.append("No sample regressed.")
+    for w in comparison.warnings:
+        lines.append(f"\n> Note: {md_escape(w, 300)}")
+    lines += ["", "Full evidence: report.html (self-contained), comparison.json, junit.xml."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,43 @@
+(function () {
+  "use strict";
+  var table = document.getElementById("explorer");
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  var q = document.getElementById("ex-q");
+  var fc = document.getElementById("ex-change");
+  var fs = document.getElementById("ex-suite");
+  var fm = document.getElementById("ex-cand");
+  var shown = document.getElementById("ex-shown");
+  function apply() {
+    var needle = (q.value || "").toLowerCase();
+    var n = 0;
+    Array.prototype.forEach.call(body.rows, function (row) {
+      var ok = (!fc.value || row.getAttribute("data-change") === fc.value) &&
+               (!fs.value || row.getAttribute("data-suite") === fs.value) &&
+               (!fm.value || row.getAttribute("data-cand") === fm.value) &&
+               (!needle || row.textContent.toLowerCase().indexOf(needle) !== -1);
+      row.classList.toggle("hidden", !ok);
+      if (ok) { n += 1; }
+    });
+    shown.textContent = String(n);
+  }
+  [q, fc, fs, fm].forEach(function (el) { el.addEventListener("input", apply); el.addEventListener("change", apply); });
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+    var key = th.getAttribute("data-sort");
+    if (!key) { return; }
+    var asc = true;
+    th.addEventListener("click", function () {
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[col].getAttribute("data-v") || a.cells[col].textContent;
+        var y = b.cells[col].getAttribute("data-v") || b.cells[col].textContent;
+        var nx = parseFloat(x), ny = parseFloat(y);
+        var c = (key === "num" && !isNaN(nx) && !isNaN(ny)) ? nx - ny : String(x).localeCompare(String(y));
+        return asc ? c : -c;
+      });
+      asc = !asc;
+      rows.forEach(function (r) { body.appendChild(r); });
+    });
+  });
+  apply();
+}());
