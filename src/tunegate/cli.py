@@ -133,6 +133,63 @@ def demo(out: Path) -> None:
         click.echo(f"  {s.name}: {shown}")
 
 
+_stats_options = [
+    click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for report.html, comparison.json, junit.xml, summary.md."),
+    click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Bootstrap/permutation resamples."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
+]
+
+
+def _with_stats_options(fn: Any) -> Any:
+    for opt in reversed(_stats_options):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--confidence", type=click.FloatRange(0.5, 1.0, min_open=True, max_open=True), default=0.95, show_default=True)
+@_with_stats_options
+def compare(base: Path, candidates: tuple[Path, ...], confidence: float, out: Path, resamples: int, seed: int) -> None:
+    """Compare BASE results.json with one or more CANDIDATE results.json (paired statistics, no verdict)."""
+    from tunegate.compare import CompareSettings
+    from tunegate.report import compare_and_write
+
+    compare_and_write(base, list(candidates), out, CompareSettings(confidence=confidence, n_resamples=resamples, seed=seed))
+    click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
+
+
+@cli.command()
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="Gate policy YAML.")
+@click.option("--strict", is_flag=True, help="Treat inconclusive rules as failures (exit 1).")
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_with_stats_options
+def gate(policy_path: Path, strict: bool, base: Path, candidates: tuple[Path, ...], out: Path, resamples: int, seed: int) -> None:
+    """Gate CANDIDATE runs against BASE with a policy: exit 0 pass, 1 fail, 2 bad input, 3 incomplete."""
+    from tunegate.compare import CompareSettings
+    from tunegate.report import describe_verdict, gate_and_write
+
+    _, verdict = gate_and_write(policy_path, base, list(candidates), out, strict=strict,
+                                settings=CompareSettings(n_resamples=resamples, seed=seed))
+    click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
+    click.echo("\n".join(describe_verdict(verdict)))
+    if verdict.status == "inconclusive" and not strict:
+        click.echo("warning: inconclusive is not a pass; exiting 0 because --strict was not given", err=True)
+    sys.exit(verdict.exit_code)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def report(folder: Path) -> None:
+    """Re-render FOLDER's report.html, junit.xml and summary.md from its comparison.json."""
+    from tunegate.report import rerender
+
+    _, paths = rerender(folder)
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     try:
