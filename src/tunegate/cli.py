@@ -190,6 +190,22 @@ def report(folder: Path) -> None:
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True, help="JSONL with a 'text' field per line.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path), required=True, help="JSONL to write: input fields + scores.")
+@click.option("--option", "scorer_options", multiple=True, help="Scorer option key=value (repeatable).")
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Device for classifier scorers (cpu, cuda).")
+def score(name: str, input_path: Path, output_path: Path, scorer_options: tuple[str, ...], text_field: str, device: str) -> None:
+    """Score every line of a JSONL file with scorer NAME (toxicity, refusal...)."""
+    from tunegate.score_file import score_file
+
+    counts = score_file(name, input_path, output_path, _parse_kv(scorer_options, "--option"),
+                        text_field=text_field, device=device)
+    click.echo(f"wrote {output_path}: {counts['scored']} of {counts['lines']} line(s) scored by {name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     try:
