@@ -1,0 +1,206 @@
+"""Training recipes: the pydantic `Recipe`, `key=value` overrides, and the `auto` rules.
+
+A recipe is a YAML file in `fine_tune/` (data only, unknown keys rejected).
+Every key can be overridden on the command line as `key=value` or
+`lora.r=16`; values are parsed as YAML scalars so `epochs=2`,
+`packing=true` and `lora.target_modules=[c_attn,c_proj]` mean what they say.
+
+`epochs: auto` and `learning_rate: auto` are resolved from the number of
+training examples N (after validation and after rows longer than
+`max_length` are dropped), by the rule stated in docs/finetune.md:
+
+    epochs        = clamp(ceil(1000 / N), 1, 10)
+    learning_rate = base(method) * clamp(sqrt(1000 / N), 0.25, 1)
+                    base(lora) = 2e-4, base(full) = 2e-5
+
+i.e. aim for about a thousand example visits, never fewer than one pass nor
+more than ten, and shrink the step size as the dataset (and so the number of
+updates) grows, down to a quarter of the base rate at 16,000 examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tunegate.errors import UserError
+
+BASE_LR = {"lora": 2e-4, "full": 2e-5}
+AUTO_RULE = {
+    "epochs": "clamp(ceil(1000 / N), 1, 10) where N = training examples kept",
+    "learning_rate": "base * clamp(sqrt(1000 / N), 0.25, 1) with base 2e-4 for lora, 2e-5 for full",
+}
+
+
+class LoraSettings(BaseModel):
+    """peft LoraConfig settings; `target_modules: auto` uses peft's per-architecture default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(default=8, ge=1)
+    alpha: float = Field(default=16.0, gt=0)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["auto", "all-linear"] = "auto"
+    bias: Literal["none", "all", "lora_only"] = "none"
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in ("auto", "all-linear"):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+class Recipe(BaseModel):
+    """One fine-tuning recipe (`fine_tune/*.yaml`). Extra keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    method: Literal["full", "lora"] = "lora"
+    data: str | None = Field(default=None, description="training JSONL, relative to the recipe file")
+    eval_data: str | None = Field(default=None, description="eval JSONL, relative to the recipe file")
+    epochs: int | Literal["auto"] = "auto"
+    learning_rate: float | Literal["auto"] = "auto"
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=8)
+    packing: bool = False
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    save_every_steps: int | None = Field(default=None, ge=1)
+    save_every_epoch: bool = True
+    max_steps: int | None = Field(default=None, ge=1)
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    gradient_checkpointing: bool = False
+    chat_template: Literal["auto", "plain"] = "auto"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or 'auto')")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _positive_lr(cls, value: Any) -> Any:
+        if isinstance(value, float) and not value > 0:
+            raise ValueError("must be positive (or 'auto')")
+        return value
+
+
+def auto_epochs(n_examples: int) -> int:
+    """About a thousand example visits: clamp(ceil(1000 / N), 1, 10)."""
+    return int(min(10, max(1, math.ceil(1000 / max(1, n_examples)))))
+
+
+def auto_learning_rate(method: str, n_examples: int) -> float:
+    """base(method) * clamp(sqrt(1000 / N), 0.25, 1): smaller steps when there are many more of them."""
+    scale = min(1.0, max(0.25, math.sqrt(1000 / max(1, n_examples))))
+    return float(f"{BASE_LR[method] * scale:.3g}")
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    """Set `a.b.c` in a nested dict, refusing keys the Recipe model does not know."""
+    parts = dotted.split(".")
+    model: type[BaseModel] = Recipe
+    node = tree
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:i]) or "recipe"
+            known = ", ".join(sorted(fields))
+            raise UserError(f"{source}: override '{dotted}': unknown key '{part}' in {where} (known keys: {known})")
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        annotation = fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise UserError(f"{source}: override '{dotted}': '{part}' is not a section with sub-keys")
+        model = annotation
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+
+
+def parse_overrides(pairs: list[str] | tuple[str, ...], source: str = "command line") -> dict[str, Any]:
+    """`key=value` strings to {dotted key: YAML-parsed value}, in order."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in pairs:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"{source}: expected a recipe override key=value (e.g. epochs=2 lora.r=16), got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"{source}: override {item!r}: the value is not a valid YAML scalar or list") from None
+    return out
+
+
+def load_recipe(path: Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a recipe file (or start from defaults), apply overrides, validate the result."""
+    from tunegate.config import format_validation_error, read_yaml
+
+    raw: dict[str, Any] = {}
+    source = "recipe defaults"
+    if path is not None:
+        source = str(path)
+        data = read_yaml(Path(path))
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of recipe keys at the top level, got {type(data).__name__}")
+        raw = copy.deepcopy(data)
+    for key, value in (overrides or {}).items():
+        _set_path(raw, key, value, source)
+    if overrides:
+        source += " + overrides " + " ".join(f"{k}={v}" for k, v in overrides.items())
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(source, err)) from None
+    return recipe
+
+
+def resolve_auto(recipe: Recipe, n_examples: int) -> tuple[Recipe, dict[str, Any]]:
+    """Replace `auto` epochs / learning rate by the documented rule; return what was chosen and why."""
+    chosen: dict[str, Any] = {}
+    update: dict[str, Any] = {}
+    if recipe.epochs == "auto":
+        update["epochs"] = auto_epochs(n_examples)
+        chosen["epochs"] = {"value": update["epochs"], "rule": AUTO_RULE["epochs"], "n_examples": n_examples}
+    if recipe.learning_rate == "auto":
+        update["learning_rate"] = auto_learning_rate(recipe.method, n_examples)
+        chosen["learning_rate"] = {"value": update["learning_rate"], "rule": AUTO_RULE["learning_rate"],
+                                   "n_examples": n_examples}
+    return recipe.model_copy(update=update), chosen
+
+
+def resolve_precision(precision: str, on_gpu: bool, bf16_supported: bool) -> str:
+    """`auto`: bf16 on a GPU that supports it, fp16 mixed precision on an older GPU, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if not on_gpu:
+        return "fp32"
+    return "bf16" if bf16_supported else "fp16"
+
+
+def resolved_dict(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as stored in the manifest; the LoRA block is dropped for full fine-tuning."""
+    out = recipe.model_dump(mode="json")
+    if recipe.method == "full":
+        out["lora"] = None
+    return out
