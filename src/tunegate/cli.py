@@ -206,6 +206,29 @@ def score(name: str, input_path: Path, output_path: Path, scorer_options: tuple[
     click.echo(f"wrote {output_path}: {counts['scored']} of {counts['lines']} line(s) scored by {name}")
 
 
+@cli.command("finetune", context_settings={"ignore_unknown_options": True})
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--base", required=True, help="Base model: local folder (safetensors) or Hub id.")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None, help="Training JSONL (prompt/completion or messages).")
+@click.option("--eval", "eval_path", type=click.Path(path_type=Path), default=None, help="Eval JSONL (same formats).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder: checkpoint-<step>/, final/, manifest.json.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def finetune_cmd(recipe: Path, base: str, data_path: Path | None, eval_path: Path | None, out: Path, resume: bool,
+                 no_progress: bool, overrides: tuple[str, ...]) -> None:
+    """Fine-tune BASE by RECIPE into candidate checkpoints; trailing key=value pairs override recipe keys."""
+    from tunegate.finetune import finetune
+
+    result = finetune(recipe, base=base, data=data_path, eval_data=eval_path, out=out, overrides=list(overrides),
+                      resume=resume, progress=not no_progress)
+    m = result.manifest
+    if result.main_process:  # under accelerate launch only the main process prints
+        last_eval = m["final"].get("eval_loss")
+        click.echo(f"wrote {result.out}: {len(result.checkpoints)} checkpoint(s) + final/ after {m['steps']['completed']} "
+                   f"step(s); eval loss {'n/a' if last_eval is None else f'{last_eval:.4f}'}; manifest {result.out / 'manifest.json'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and an exit code."""
     try:

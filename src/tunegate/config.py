@@ -148,3 +148,4 @@ class Policy(BaseModel):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     rules: list[GateRule] = Field(min_length=1)
+from tunegate.finetune.recipe import LoraSettings, Recipe  # noqa: E402,F401  (fine-tuning recipe model, re-exported)
