@@ -30,7 +30,7 @@ def builtin_suites() -> dict[str, Path]:
     """Suite name (file stem) -> YAML path; the first folder in search order wins."""
     found: dict[str, Path] = {}
     for d in builtin_dirs():
-        for path in sorted(d.rglob("*.yaml")):
+        for path in sorted(d.glob("*.yaml")):  # top level only: data/ may hold YAML data files
             found.setdefault(path.stem, path)
     return found
 
