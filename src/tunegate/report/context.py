@@ -343,6 +343,6 @@ def build_context(comparison: Comparison, runs: dict[str, RunResult | None]) -> 
     return ReportContext(
         comparison=comparison, verdict=verdict, policy=policy, models=models,
         suites=_suite_cards(comparison, verdict), trends=_trends(comparison, policy),
-        explorer=explorer, explorer_total=total, runs_found=all(r is not None for r in runs.values()),
+        explorer=explorer, explorer_total=total, runs_found=all(runs.get(m["label"]) is not None for m in models),
         methods_metrics=list(methods.values()), limitations=collect_limitations(comparison, runs), rule_rows=rule_rows,
     )

@@ -1,0 +1,123 @@
+"""The four outputs from one comparison: HTML escaping and CSP, JUnit validity, Markdown escaping, re-rendering."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.report.factory import binary, run_result, suite_result
+from tests.report.hostile import BASE_LABEL, CAND_LABEL, SUITE_NAME, XSS, build
+from tunegate.compare import CompareSettings, Comparison, compare_runs
+from tunegate.config import GateRule, Policy
+from tunegate.gate import evaluate_policy
+from tunegate.report import OUTPUTS, rerender, write_outputs
+from tunegate.report.html import TEMPLATES
+
+HERE = Path(__file__).resolve().parent
+ACC = {"acc": ("binary", "higher", "mean")}
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build(tmp_path_factory.mktemp("hostile"))
+
+
+def test_templates_never_mark_text_safe() -> None:
+    for path in TEMPLATES.iterdir():
+        text = path.read_text()
+        assert "|safe" not in text.replace(" ", "") and "autoescape false" not in text and "Markup" not in text, path
+
+
+def test_html_escapes_every_payload_and_runs_only_the_hashed_script(hostile: Path) -> None:
+    lxml_html = pytest.importorskip("lxml.html")
+    raw = (hostile / "report.html").read_text()
+    doc = lxml_html.fromstring(raw)
+    scripts = doc.xpath("//script")
+    assert len(scripts) == 1 and not scripts[0].get("src")
+    for el in doc.iter():
+        if not isinstance(el.tag, str):
+            continue
+        for attr, value in el.attrib.items():
+            assert not attr.lower().startswith("on"), (el.tag, attr)
+            assert not value.strip().lower().startswith("javascript:"), (el.tag, attr, value)
+    assert not doc.xpath("//img") and not doc.xpath("//a[@href and not(starts-with(@href, '#'))]")
+    assert not doc.xpath("//iframe|//object|//embed|//link|//base|//form")
+    # the page's own text contains the payloads literally (i.e. as text, not markup)
+    text = doc.text_content()
+    for payload in (XSS[0], XSS[2], BASE_LABEL, CAND_LABEL):
+        assert payload in text
+    assert "&lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;" in raw
+    # the Content-Security-Policy forbids everything but inline style, data: images and the one hashed script
+    csp = doc.xpath("//meta[@http-equiv='Content-Security-Policy']/@content")[0]
+    digest = base64.b64encode(hashlib.sha256(scripts[0].text.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-eval" not in csp
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", raw)  # nothing remote
+
+
+def test_html_sections_and_finetune_hook(hostile: Path) -> None:
+    raw = (hostile / "report.html").read_text()
+    for section in ("verdict", "models", "suites", "examples", "methods", "provenance", "limitations"):
+        assert f'<section id="{section}">' in raw
+    assert "fine-tune step" in raw and "Content warning" in raw and "@media print" in raw
+    assert "<details class=\"cw\">" in raw  # click-to-reveal for the content-warning suite
+
+
+def test_junit_is_valid_and_counts_rules(hostile: Path, tmp_path: Path) -> None:
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.XMLSchema(etree.parse(str(HERE / "junit.xsd")))
+    doc = etree.parse(str(hostile / "junit.xml"))
+    assert schema.validate(doc), schema.error_log
+    cases = doc.findall(".//testcase")
+    assert len(cases) == 1 and cases[0].find("failure") is not None
+    assert doc.getroot().get("failures") == "1"
+    # inconclusive -> skipped (or failure in strict mode); several candidates -> one testsuite each
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 10)}, kinds=ACC)])
+    cands = [run_result(f"c{i}", [suite_result("qa", {"acc": binary(p)}, kinds=ACC)]) for i, p in enumerate(("1" * 10, "1" * 9 + "0"))]
+    for strict, tag in ((False, "skipped"), (True, "failure")):
+        comp = compare_runs(b, cands, CompareSettings(n_resamples=200))
+        evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05), GateRule(metric="qa/acc", min=0.5)]), comp, strict=strict)
+        write_outputs(comp, tmp_path / str(strict), {})
+        doc = etree.parse(str(tmp_path / str(strict) / "junit.xml"))
+        assert schema.validate(doc), schema.error_log
+        suites = doc.findall("testsuite")
+        assert [s.get("name") for s in suites] == ["tunegate.c0", "tunegate.c1"]
+        assert [s.get("tests") for s in suites] == ["2", "2"]
+        assert suites[1].find("testcase").find(tag) is not None
+
+
+def test_summary_markdown_escapes_model_text(hostile: Path) -> None:
+    md = (hostile / "summary.md").read_text()
+    assert "## tunegate gate: FAIL" in md and "| Candidate | Rule | Result |" in md
+    assert "<script" not in md and "<img" not in md and "<svg" not in md and "javascript:" not in md
+    assert "&lt;script&gt;" in md
+    assert "content warning: excerpt omitted" not in md or SUITE_NAME not in md
+    for line in md.splitlines():
+        if line.startswith("| ") and "answer" in line:
+            assert len(line) < 600  # short excerpts only
+
+
+def test_comparison_json_and_rerender(hostile: Path) -> None:
+    data = json.loads((hostile / "comparison.json").read_text())
+    assert data["schema_version"] == 1 and data["verdict"]["status"] == "fail"
+    before = (hostile / "report.html").read_text()
+    for name in ("report.html", "junit.xml", "summary.md"):
+        (hostile / name).unlink()
+    comparison, paths = rerender(hostile)
+    assert isinstance(comparison, Comparison) and set(paths) == set(OUTPUTS)
+    after = (hostile / "report.html").read_text()
+    assert after == before  # same inputs, same report
+
+
+def test_report_without_run_results_still_renders(tmp_path: Path) -> None:
+    b = run_result("base", [suite_result("qa", {"acc": binary("1100")}, kinds=ACC)])
+    c = run_result("cand", [suite_result("qa", {"acc": binary("0110")}, kinds=ACC)])
+    comp = compare_runs(b, [c], CompareSettings(n_resamples=200))
+    write_outputs(comp, tmp_path, {})
+    html = (tmp_path / "report.html").read_text()
+    assert "NO VERDICT" in html and "outputs are missing" in html
