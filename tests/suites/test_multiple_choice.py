@@ -113,9 +113,10 @@ def test_answer_forms_label_text_and_csv(tmp_path: Path) -> None:
         {"id": "arc", "question": "Q?", "choices": {"text": ["red", "blue", "green"], "label": ["A", "B", "C"]}, "answer": "C"},
         {"id": "txt", "question": "Q?", "choices": ["red", "blue"], "answer": "blue"},
         {"id": "num", "question": "Q?", "choices": ["red", "blue"], "answer": "1"},
+        {"id": "arc-digits", "question": "Q?", "choices": {"text": ["red", "blue"], "label": ["1", "2"]}, "answer": "1"},
     ]
     samples = load_suite(str(write_suite(tmp_path, rows))).samples()
-    assert [s.answer for s in samples] == [2, 1, 1]
+    assert [s.answer for s in samples] == [2, 1, 1, 0]  # numeric labels are labels, not indices
     assert samples[0].choices == ["red", "blue", "green"]
 
     csv_dir = tmp_path / "csv"

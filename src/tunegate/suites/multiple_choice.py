@@ -99,17 +99,18 @@ class MultipleChoice(SuiteKind):
 
     @staticmethod
     def _answer(row: Row, choices: list[str], labels: list[str] | None) -> int:
-        """A 0-based index; digit strings are indices, other strings a label or a choice's exact text."""
+        """A 0-based index. A string is matched against the choice labels first (ARC's "A" or "1"),
+        then read as an index when it is a digit string (CSV), then matched against the choice texts."""
         raw = row.get("answer", (int, str))
         n = len(choices)
         if isinstance(raw, bool):
             raise row.fail("answer", f"is {raw}; give the 0-based index of the correct choice")
         if isinstance(raw, str):
             text = raw.strip()
-            if text.lstrip("-").isdigit():
-                raw = int(text)
-            elif labels is not None and text in labels:
+            if labels is not None and text in labels:
                 raw = labels.index(text)
+            elif text.lstrip("-").isdigit():
+                raw = int(text)
             elif text in choices:
                 raw = choices.index(text)
             else:
