@@ -99,9 +99,10 @@ def test_ties_go_to_the_first_choice(tmp_path: Path) -> None:
 
 
 def test_template_prefix_and_extra_columns(tmp_path: Path) -> None:
-    rows = [{"id": "x", "q": "Which plan?", "policy": "Plans renew monthly.", "choices": ["A", "B"], "answer": "B"}]
+    rows = [{"id": "x", "q": "Which plan?", "policy_text": "Plans renew monthly.", "choices": ["A", "B"], "answer": "B"}]
     opts = {"prompt_template": "{policy}\nQ: {question}\nA:", "choice_prefix": ": "}
-    suite = load_suite(str(write_suite(tmp_path, rows, options=opts, fields={"question": "q"})))
+    fields = {"question": "q", "policy": "policy_text"}
+    suite = load_suite(str(write_suite(tmp_path, rows, options=opts, fields=fields)))
     sample = suite.samples()[0]
     assert sample.answer == 1 and sample.input == "Which plan?"
     assert [r.continuation for r in suite.requests(sample)] == [": A", ": B"]

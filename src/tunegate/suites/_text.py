@@ -61,14 +61,16 @@ def extra_template_vars(row: Row, template: str, own: Iterable[str]) -> dict[str
     """Values of the template's other placeholders, read from the row's columns.
 
     `own` are the placeholders the kind fills itself; every other one must be a
-    column of this row (a missing one is an error naming the row and field).
+    column of this row, or the column `fields:` maps it to (a missing one is an
+    error naming the row and field).
     """
     skip = set(own)
     out: dict[str, str] = {}
     for name in template_fields(template):
         if name in skip:
             continue
-        if name not in row.data:
+        column = row.fields.get(name, name)
+        if row.data.get(column) is None:
             raise row.fail(name, f"is missing (the prompt template uses {{{name}}})")
         out[name] = str(row.get(name, (str, int, float)))
     return out
