@@ -189,3 +189,9 @@ def test_bad_options_are_user_errors(tmp_path: Path, options: dict[str, Any], me
 def test_template_column_missing_from_a_row(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"data row 1: field 'policy': is missing \(the prompt template uses \{policy\}\)"):
         load_suite(str(write_suite(tmp_path, ROWS, options={"prompt_template": "{policy} {question}"})))
+
+
+def test_braces_in_data_are_left_alone(tmp_path: Path) -> None:
+    rows = [{"id": "b", "question": "What does {order_id} mean in the email?", "choices": ["a placeholder", "a typo"], "answer": 0}]
+    suite = load_suite(str(write_suite(tmp_path, rows)))
+    assert suite.requests(suite.samples()[0])[0].context == "Question: What does {order_id} mean in the email?\nAnswer:"
