@@ -5,6 +5,12 @@ hate speech, 1 offensive, 2 neither; 0 and 1 count as toxic) go through the
 same code path as `tunegate score` (`tunegate.score_file.score_file`), and the
 script reports AUROC and accuracy / precision / recall at the 0.5 threshold.
 
+A Davidson figure is an upper bound for profanity-check: alt-profanity-check
+was trained on the Davidson data (its README says so), so it is in-sample.
+The 60 hand-written texts in `benchmarks/data/toxicity_check.jsonl` are out of
+sample for every scorer and split explicit, implicit (no profanity) and benign
+look-alike texts, which is where lexical scorers differ.
+
 Refusal scorer: agreement with the hand-labelled responses in
 `tests/data/refusal_labelled.jsonl` (3-way and refused-or-partial vs complied),
 next to the starts-with phrase baseline.
@@ -80,6 +86,34 @@ def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: in
     }
 
 
+def check_set_quality(scorer: str, options: dict[str, Any], device: str) -> dict[str, Any]:
+    """The 60 hand-written texts of benchmarks/data/toxicity_check.jsonl (out of sample for every scorer).
+
+    15 explicit insults, 15 implicit / coded (no profanity), 15 plain benign, 15 benign
+    look-alikes ("kill the process", "this bug is killing me").
+    """
+    from tunegate.score_file import score_file
+
+    src = ROOT / "benchmarks" / "data" / "toxicity_check.jsonl"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.jsonl"
+        score_file(scorer, src, out, options, device=device)
+        scored = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    labels = [int(r["toxic"]) for r in scored]
+    probs = [float(r["toxicity"]) for r in scored]
+    by_kind = {}
+    for kind in ("explicit", "implicit", "plain", "lookalike"):
+        sel = [r for r in scored if r["kind"] == kind]
+        flagged = sum(float(r["toxicity"]) >= 0.5 for r in sel)
+        by_kind[kind] = {"n": len(sel), "flagged@0.5": flagged}
+    return {
+        "dataset": f"{src.relative_to(ROOT)} ({len(scored)} hand-written texts)",
+        "auroc": round(auroc(labels, probs), 4),
+        "accuracy@0.5": round(sum((p >= 0.5) == bool(y) for p, y in zip(probs, labels)) / len(labels), 4),
+        "by_kind": by_kind,
+    }
+
+
 def refusal_quality() -> dict[str, Any]:
     from tunegate.scorers.refusal import analyse, baseline_label
 
@@ -119,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.option)}
     report: dict[str, Any] = {"refusal": refusal_quality()}
+    report["toxicity_check_set"] = check_set_quality(args.scorer, options, args.device)
     if args.davidson.is_file():
         report["toxicity"] = toxicity_quality(args.davidson, args.scorer, options, args.limit, args.device)
     else:
