@@ -1,0 +1,203 @@
+"""HTTP plumbing for API backends: retries with exponential backoff, Retry-After, concurrency.
+
+Kept apart from the OpenAI request/response mapping so the failure policy can be
+read (and tested) on its own: which failures are retried (429, 5xx, timeouts,
+dropped connections, malformed JSON), how long to wait (`backoff * 2**attempt`
+capped at `max_backoff`, or what the server's `Retry-After` asks for), and what
+a request that still fails becomes (a `CallFailure` the backend turns into an
+errored `Response` for that request only). Every message that leaves this
+module goes through `scrub`, so an API key a server echoes back in an error
+never reaches results, logs or reports.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: failure classes a call may retry
+RETRYABLE = frozenset({"429", "5xx", "timeout", "transport", "malformed"})
+#: the longest wait a Retry-After header can impose (bounded loops, always)
+MAX_RETRY_AFTER_S = 600.0
+
+
+class Malformed(ValueError):
+    """A 2xx answer whose body is not the JSON shape we asked for (retryable when configured)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: `max_retries` extra attempts, waits of `backoff * 2**attempt` seconds."""
+
+    max_retries: int = 4
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    retry_malformed: bool = True
+    jitter: float = 0.1
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt `attempt + 1`; the server's Retry-After wins when given."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER_S)
+        base = min(self.backoff * (2.0**attempt), self.max_backoff)
+        return base * (1.0 + self.jitter * random.random()) if base > 0 else 0.0
+
+
+@dataclass
+class CallFailure:
+    """Why a call failed for good: `category` is one of RETRYABLE, 'auth', 'http' (other 4xx)."""
+
+    category: str
+    message: str
+    status: int | None = None
+    attempts: int = 1
+
+
+@dataclass
+class CallStats:
+    """Counters shared by the worker threads (HTTP attempts, retries, successes)."""
+
+    attempts: int = 0
+    retries: int = 0
+    ok: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self.lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date (RFC 9110); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_message(body: bytes | str, limit: int = 300) -> str:
+    """The human part of an error body: OpenAI `error.message`, FastAPI `detail`, or the raw text."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return " ".join(text.split())[:limit]
+    msg: Any = data
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            msg = err.get("message", err)
+        elif isinstance(err, str):
+            msg = err
+        elif "detail" in data:
+            msg = data["detail"]
+        elif "message" in data:
+            msg = data["message"]
+    return " ".join(str(msg).split())[:limit]
+
+
+class HttpCaller:
+    """A JSON-over-HTTP caller with the retry policy applied; safe to share between threads.
+
+    `secrets` are strings (the API key) scrubbed from every message this caller
+    produces. `call` returns the parsed value or a `CallFailure`; it raises only
+    for programming errors.
+    """
+
+    def __init__(self, client: Any, policy: RetryPolicy, secrets: Iterable[str] = (),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        import httpx
+
+        self.httpx = httpx
+        self.client = client
+        self.policy = policy
+        self.secrets = [s for s in secrets if s]
+        self.sleep = sleep
+        self.stats = CallStats()
+
+    def scrub(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def call(self, method: str, path: str, parse: Callable[[Any], T], body: dict[str, Any] | None = None,
+             retry: frozenset[str] = RETRYABLE) -> T | CallFailure:
+        """One logical request: attempts until success, a non-retryable failure or the retry budget ends."""
+        if not self.policy.retry_malformed:
+            retry = retry - {"malformed"}
+        attempt = 0
+        while True:
+            failure, retry_after = self._attempt(method, path, parse, body)
+            if not isinstance(failure, CallFailure):
+                self.stats.add(ok=1)
+                return failure
+            failure.attempts = attempt + 1
+            if failure.category not in retry or attempt >= self.policy.max_retries:
+                return failure
+            self.stats.add(retries=1)
+            self.sleep(self.policy.delay(attempt, retry_after))
+            attempt += 1
+
+    def _attempt(self, method: str, path: str, parse: Callable[[Any], T],
+                 body: dict[str, Any] | None) -> tuple[T | CallFailure, float | None]:
+        httpx = self.httpx
+        self.stats.add(attempts=1)
+        try:
+            resp = self.client.request(method, path, json=body)
+        except httpx.TimeoutException as exc:
+            return CallFailure("timeout", self.scrub(f"timed out ({type(exc).__name__})")), None
+        except httpx.TransportError as exc:
+            return CallFailure("transport", self.scrub(f"{type(exc).__name__}: {exc}"[:300])), None
+        status = resp.status_code
+        if status >= 400:
+            msg = self.scrub(f"HTTP {status}: {error_message(resp.content)}")
+            if status in (401, 403):
+                category = "auth"
+            elif status == 429:
+                category = "429"
+            elif status >= 500:
+                category = "5xx"
+            else:
+                category = "http"
+            return CallFailure(category, msg, status), parse_retry_after(resp.headers.get("retry-after"))
+        try:
+            return parse(resp.json()), None
+        except (ValueError, KeyError, IndexError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
+            what = str(exc) if isinstance(exc, Malformed) else f"{type(exc).__name__}: {exc}"
+            return CallFailure("malformed", self.scrub(f"malformed response (HTTP {status}): {what}"[:300]), status), None
+
+
+def run_concurrently(fn: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
+    """`[fn(x) for x in items]` on up to `concurrency` threads, in order.
+
+    `fn` is expected to turn its own failures into values; an exception still
+    propagates (after cancelling the calls that have not started), so a
+    KeyboardInterrupt stops the run promptly.
+    """
+    if concurrency <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(items)), thread_name_prefix="tunegate-http")
+    try:
+        futures = [pool.submit(fn, x) for x in items]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
