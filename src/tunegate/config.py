@@ -114,7 +114,7 @@ class GateRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field(pattern=r"^[^/\s]+/[^/\s]+$", description="suite/metric")
+    metric: str = Field(pattern=r"^[^/\s]+/\S+$", description="suite/metric (the metric part may itself contain /)")
     min: float | None = None
     max: float | None = None
     max_regression: float | None = Field(default=None, ge=0)

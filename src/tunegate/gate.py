@@ -104,7 +104,7 @@ def fmt(x: float | None, digits: int = 4) -> str:
     """Short human number: 4 significant digits, n/a for None."""
     if x is None:
         return "n/a"
-    return f"{x:.{digits}g}"
+    return f"{x + 0.0 if x != 0 else 0.0:.{digits}g}"  # never print "-0"
 
 
 def _pct(x: float) -> str:
@@ -135,7 +135,7 @@ def check_policy(policy: Policy, comparison: Comparison, source: str = "policy")
             )
 
 
-def _decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: float | None) -> RuleOutcome:
+def decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: float | None) -> RuleOutcome:
     """Apply one rule to one metric comparison (see the module docstring for the table)."""
     t = rule.threshold
     alpha = 1.0 - conf
@@ -211,7 +211,7 @@ def evaluate_candidate(policy: Policy, cand: CandidateComparison) -> CandidateVe
     tested = [i for i, (r, m) in enumerate(zip(policy.rules, metrics))
               if r.kind in ("max_regression", "min_improvement") and m is not None and m.p_value is not None and not m.unavailable]
     adjusted = dict(zip(tested, stats.holm([metrics[i].p_value for i in tested])))  # type: ignore[union-attr,misc]
-    outcomes = [_decide(r, m, r.confidence or policy.confidence, adjusted.get(i)) for i, (r, m) in enumerate(zip(policy.rules, metrics))]
+    outcomes = [decide(r, m, r.confidence or policy.confidence, adjusted.get(i)) for i, (r, m) in enumerate(zip(policy.rules, metrics))]
     incomplete: list[str] = []
     suites = dict.fromkeys(r.metric.split("/", 1)[0] for r in policy.rules)
     for name in suites:

@@ -21,6 +21,7 @@ values and weights of a pair to travel together.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -169,10 +170,12 @@ def paired_bootstrap(
         one = statistic(np.zeros((n_resamples, 1)))
         dist = one
     else:
-        res = sps.bootstrap(
-            (np.arange(n),), statistic, vectorized=True, paired=True, n_resamples=n_resamples,
-            method="percentile", rng=np.random.default_rng(seed),
-        )
+        with warnings.catch_warnings():  # identical pairs give a degenerate (point) distribution: that is an answer
+            warnings.simplefilter("ignore", sps.DegenerateDataWarning)
+            res = sps.bootstrap(
+                (np.arange(n),), statistic, vectorized=True, paired=True, n_resamples=n_resamples,
+                method="percentile", rng=np.random.default_rng(seed),
+            )
         dist = np.asarray(res.bootstrap_distribution)
     return Bootstrap(base=dist[0], candidate=dist[1], delta=dist[1] - dist[0])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.compare import CandidateComparison, Comparison, MetricComparison, ModelInfo, SuiteComparison
+from tunegate.compare import Comparison, ModelInfo
 from tunegate.config import Policy
 from tunegate.errors import TunegateError
 from tunegate.gate import RuleOutcome, Verdict, fmt, policy_of, verdict_of
@@ -20,7 +20,7 @@ from tunegate.results import RunResult, SampleResult
 
 PROMPT_CHARS = 700
 OUTPUT_CHARS = 1500
-EXPLORER_ROWS = 400
+EXPLORER_ROWS = 250
 
 STATISTICS_LIMITATIONS = [
     "Intervals are percentile intervals of a paired bootstrap; with few samples (roughly under 30) they are too narrow and should be read as optimistic.",
@@ -92,7 +92,7 @@ def _index(run: RunResult | None) -> dict[tuple[str, str], SampleResult]:
 # ---------------------------------------------------------------------------
 # charts: geometry only; the template draws rects and lines with these numbers
 
-BAR_W, LABEL_W, ROW_H = 520, 170, 22
+MINI_W, MINI_ROW, MINI_PAD = 230, 13, 6
 
 
 def _domain(values: list[float]) -> tuple[float, float]:
@@ -106,30 +106,35 @@ def _domain(values: list[float]) -> tuple[float, float]:
 
 
 def bar_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Horizontal bars (value) with interval whiskers; rows: label, value, lo, hi, role."""
+    """A small chart for one metric: a bar per model (base first) from zero to its value, with its interval as a whisker.
+
+    rows: label, value, lo, hi, role ("base" or "candidate"). The axis domain is
+    [0, 1] for rates, else the data range padded, always including zero.
+    """
     nums = [x for r in rows for x in (r["value"], r["lo"], r["hi"]) if x is not None]
     if not nums:
-        return {"rows": [], "height": 0}
+        return {"rows": [], "height": 0, "width": MINI_W}
     d0, d1 = _domain(nums)
-    span = BAR_W - LABEL_W - 60
+    span = MINI_W - 2 * MINI_PAD
 
     def x(v: float) -> float:
-        return round(LABEL_W + (v - d0) / (d1 - d0) * span, 2)
+        return round(MINI_PAD + (v - d0) / (d1 - d0) * span, 2)
 
     zero = x(0.0)
     out = []
     for i, r in enumerate(rows):
-        y = 6 + i * ROW_H
+        y = 3 + i * MINI_ROW
         v = r["value"]
-        g: dict[str, Any] = {"label": r["label"], "role": r["role"], "y": y, "ty": y + 12, "mid": y + 7,
-                             "text": fmt(v), "tx": BAR_W - 54}
+        g: dict[str, Any] = {"label": r["label"], "role": r["role"], "y": y, "mid": y + 4.5, "text": fmt(v)}
         if v is not None:
             g.update(bx=min(zero, x(v)), bw=max(1.0, abs(x(v) - zero)))
         if r["lo"] is not None and r["hi"] is not None:
             g.update(wx1=x(r["lo"]), wx2=x(r["hi"]))
+            g["text"] += f" [{fmt(r['lo'])}, {fmt(r['hi'])}]"
         out.append(g)
-    return {"rows": out, "height": 12 + len(rows) * ROW_H, "width": BAR_W, "zero": zero,
-            "d0": fmt(d0, 3), "d1": fmt(d1, 3), "x0": LABEL_W, "x1": LABEL_W + span}
+    height = 6 + len(rows) * MINI_ROW
+    return {"rows": out, "height": height + 11, "axis_y": height + 9, "width": MINI_W, "zero": zero,
+            "d0": fmt(d0, 3), "d1": fmt(d1, 3), "x0": MINI_PAD, "x1": MINI_W - MINI_PAD}
 
 
 def trend_chart(metric: str, base_value: float | None, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,7 +153,8 @@ def trend_chart(metric: str, base_value: float | None, points: list[dict[str, An
     s1 = s1 if s1 > s0 else s0 + 1
 
     def X(s: float) -> float:
-        return round(ml + (s - s0) / (s1 - s0) * (w - ml - mr), 2)
+        inset = 16  # keep the first and last checkpoint off the axes
+        return round(ml + inset + (s - s0) / (s1 - s0) * (w - ml - mr - 2 * inset), 2)
 
     def Y(v: float) -> float:
         return round(mt + (y1 - v) / (y1 - y0) * (h - mt - mb), 2)
@@ -211,33 +217,43 @@ def _status_of(outcomes: list[RuleOutcome], metric: str) -> str | None:
     return max(found, key=ranks.__getitem__) if found else None
 
 
+def is_subgroup(metric: str) -> bool:
+    """Per-group breakdowns (`stereotype_rate/age`, `refusal_rate.drugs`) fold away under their headline metric."""
+    return "/" in metric or "." in metric
+
+
 def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[str, Any]]:
+    """One card per suite: a row per metric with a mini chart (base and candidates) and, per candidate, the delta."""
     outcomes = {cv.candidate: cv.outcomes for cv in (verdict.candidates if verdict else [])}
-    first = comparison.candidates[0]
+    alpha = 1 - comparison.settings.confidence
     cards = []
-    for s in first.suites:
-        per_cand: list[tuple[CandidateComparison, SuiteComparison]] = [(c, c.suite(s.name)) for c in comparison.candidates]  # type: ignore[misc]
-        metrics = []
+    for s in comparison.candidates[0].suites:
+        per_cand = [(c, c.suite(s.name)) for c in comparison.candidates]
+        headline, subgroups = [], []
         for m in s.metrics:
-            rows = [{"label": comparison.base.label, "value": m.base_value if m.base_value is not None else m.base_reported,
-                     "lo": m.base_ci[0], "hi": m.base_ci[1], "role": "base"}]
+            chart_rows = [{"label": comparison.base.label, "value": m.base_value if m.base_value is not None else m.base_reported,
+                           "lo": m.base_ci[0], "hi": m.base_ci[1], "role": "base"}]
             cand_rows = []
             for c, cs in per_cand:
                 cm = cs.metric(m.metric) if cs else None
                 if cm is None:
                     continue
-                rows.append({"label": c.model.label, "value": cm.candidate_value if cm.candidate_value is not None else cm.candidate_reported,
-                             "lo": cm.candidate_ci[0], "hi": cm.candidate_ci[1], "role": "candidate"})
+                chart_rows.append({"label": c.model.label, "value": cm.candidate_value if cm.candidate_value is not None else cm.candidate_reported,
+                                   "lo": cm.candidate_ci[0], "hi": cm.candidate_ci[1], "role": "candidate"})
                 gain = None if cm.delta is None else cm.delta * cm.sign
-                signif = cm.p_value is not None and cm.p_value < 1 - comparison.settings.confidence
                 tone = "neutral" if gain is None or gain == 0 or cm.direction == "neutral" else ("bad" if gain < 0 else "good")
-                cand_rows.append({
-                    "label": c.model.label, "m": cm, "tone": tone, "significant": signif,
-                    "gate": _status_of(outcomes.get(c.model.label, []), m.name),
-                })
-            metrics.append({"m": m, "chart": bar_chart(rows), "cands": cand_rows})
-        cards.append({"s": s, "metrics": metrics, "warnings": sorted({w for _, cs in per_cand if cs for w in cs.warnings}),
-                      "counts": [(comparison.base.label, s.counts_base)] + [(c.model.label, cs.counts_candidate) for c, cs in per_cand if cs]})
+                cand_rows.append({"label": c.model.label, "m": cm, "tone": tone,
+                                  "significant": cm.p_value is not None and cm.p_value < alpha,
+                                  "gate": _status_of(outcomes.get(c.model.label, []), m.name)})
+            row = {"m": m, "chart": bar_chart(chart_rows), "cands": cand_rows,
+                   "gated": any(r["gate"] for r in cand_rows), "failing": any(r["gate"] in ("fail", "incomplete") for r in cand_rows)}
+            (subgroups if is_subgroup(m.metric) else headline).append(row)
+        cards.append({
+            "s": s, "metrics": headline, "subgroups": subgroups,
+            "subgroups_open": any(r["failing"] for r in subgroups),
+            "warnings": sorted({w for _, cs in per_cand if cs for w in cs.warnings}),
+            "counts": [(comparison.base.label, s.counts_base)] + [(c.model.label, cs.counts_candidate) for c, cs in per_cand if cs],
+        })
     return cards
 
 
@@ -291,38 +307,70 @@ def _explorer(comparison: Comparison, runs: dict[str, RunResult | None]) -> tupl
     return rows[:EXPLORER_ROWS], len(rows)
 
 
-def collect_limitations(comparison: Comparison, runs: dict[str, RunResult | None]) -> list[dict[str, str]]:
-    """Known weaknesses of the scorers and suite kinds that produced these results, then of the statistics.
+def _configured_scorer(suite: Any) -> str | None:
+    """The scorer a built-in suite was configured with, when its definition still hashes as the run recorded."""
+    import hashlib
+    import json
 
-    A scorer counts as used when a score names it in `details["scorer"]` or one
-    of its declared `outputs` appears among the score names; a plugin that
-    cannot be imported is skipped (it cannot have produced these results).
-    """
+    from tunegate import plugins
+    from tunegate.config import SuiteConfig, load_yaml_model
+    from tunegate.suite_loader import builtin_suites
+
+    path = builtin_suites().get(suite.name)
+    if path is None:
+        return None
+    try:
+        config = load_yaml_model(path, SuiteConfig)
+    except TunegateError:
+        return None
+    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    if digest != suite.config_hash:
+        return None
+    if isinstance(config.options.get("scorer"), str):
+        return str(config.options["scorer"])
+    try:
+        field_ = plugins.load("suites", config.kind).Options.model_fields.get("scorer")
+    except Exception:  # noqa: BLE001 - an unimportable kind tells us nothing
+        return None
+    return field_.default if field_ is not None and isinstance(field_.default, str) else None
+
+
+def scorers_used(runs: dict[str, RunResult | None]) -> set[str]:
+    """Scorer plugin names behind these results, per suite: the names scores declare in `details["scorer"]`,
+    else the scorer the (unchanged) built-in suite definition configures, else scorers whose `outputs` match score names."""
     from tunegate import plugins
 
-    score_names: set[str] = set()
-    declared: set[str] = set()
-    kinds: set[str] = {s.kind for c in comparison.candidates for s in c.suites}
+    outputs: dict[str, set[str]] = {}
+    for name in plugins.names("scorers"):
+        try:
+            outputs[name] = set(getattr(plugins.load("scorers", name), "outputs", ()) or ())
+        except Exception:  # noqa: BLE001 - an unimportable plugin did not produce these results
+            continue
+    used: set[str] = set()
     for run in runs.values():
-        for s in run.suites if run else []:
-            for r in s.samples[:50]:
-                for sc in r.scores:
-                    score_names.add(sc.name)
-                    if isinstance(sc.details.get("scorer"), str):
-                        declared.add(sc.details["scorer"])
+        for suite in run.suites if run else []:
+            names = {sc.name for r in suite.samples[:50] for sc in r.scores}
+            declared = {str(sc.details["scorer"]) for r in suite.samples[:50] for sc in r.scores if isinstance(sc.details.get("scorer"), str)}
+            configured = None if declared else _configured_scorer(suite)
+            used |= declared or ({configured} if configured else {n for n, outs in outputs.items() if outs & names})
+    return used
+
+
+def collect_limitations(comparison: Comparison, runs: dict[str, RunResult | None]) -> list[dict[str, str]]:
+    """Known weaknesses of the suite kinds and scorers that produced these results, then of the statistics."""
+    from tunegate import plugins
+
+    kinds = sorted({s.kind for c in comparison.candidates for s in c.suites})
     out = []
-    for group, names in (("suites", sorted(kinds)), ("scorers", plugins.names("scorers"))):
+    for group, names in (("suites", kinds), ("scorers", sorted(scorers_used(runs)))):
         for name in names:
             try:
                 cls = plugins.load(group, name)
             except Exception:  # noqa: BLE001 - an unimportable plugin did not produce these results
                 continue
             text = getattr(cls, "limitations", "") or ""
-            if not isinstance(text, str) or not text.strip():
-                continue
-            if group == "scorers" and name not in declared and not (set(getattr(cls, "outputs", ()) or ()) & score_names):
-                continue
-            out.append({"source": f"{group[:-1]} {name}", "text": text.strip()})
+            if isinstance(text, str) and text.strip():
+                out.append({"source": f"{group[:-1]} {name}", "text": text.strip()})
     out += [{"source": "statistics", "text": t} for t in STATISTICS_LIMITATIONS]
     return out
 

@@ -32,6 +32,7 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = lambda x, digits=4: fmt(x, digits)
+    env.filters["pval"] = lambda p: "n/a" if p is None else ("< 0.0001" if p < 1e-4 else fmt(p, 3))
     env.filters["pct"] = lambda x: f"{100 * x:.4g}%"
     return env
 
