@@ -127,3 +127,10 @@ def test_end_to_end_on_tiny_model(tiny_model_dir: Path) -> None:
     for name in ("accuracy_ambig", "accuracy_disambig", "bias_score_ambig"):
         assert res.metric(name).value is not None
     assert -1.0 <= res.metric("bias_score_ambig").value <= 1.0
+
+
+def test_prompt_placeholder_typo_is_an_input_error(tmp_path: Path) -> None:
+    yml = write(tmp_path, [item(1, "ambig", "neg")])
+    yml.write_text(yml.read_text() + "options:\n  prompt: '{contxt} Q: {question}'\n")
+    with pytest.raises(UserError, match=r"options: prompt: .*unknown placeholder\(s\) \['contxt'\]"):
+        load_suite(str(yml))

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from string import Formatter
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunegate.data import Row
 from tunegate.metric import Metric
@@ -56,6 +57,15 @@ POLARITIES = ("neg", "nonneg")
 ANSWERS = ("ans0", "ans1", "ans2")
 _INTERSECTIONAL = re.compile(r"^(m|f|lowses|highses)-(.+)$")
 _GENDER_WORDS = {"woman": "f", "women": "f", "girl": "f", "female": "f", "man": "m", "men": "m", "boy": "m", "male": "m"}
+
+
+def check_placeholders(template: str, allowed: set[str]) -> str:
+    """A prompt template may use only the kind's own placeholders (a typo is a load-time error)."""
+    names = {f for _, f, _, _ in Formatter().parse(template) if f is not None}
+    unknown = names - allowed
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {sorted(allowed)}")
+    return template
 
 
 def group_labels(info: Iterable[Any]) -> set[str]:
@@ -96,6 +106,11 @@ class BBQOptions(BaseModel):
     prompt: str = "{context}\n\nQ: {question}\nA:"
     #: prepended to each answer (lm-evaluation-harness's target delimiter)
     answer_prefix: str = " "
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return check_placeholders(v, {"context", "question"})
 
 
 class BBQ(SuiteKind):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunegate.data import Row
 from tunegate.metric import Metric
@@ -28,6 +28,7 @@ from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.suites.bbq import check_placeholders
 
 PROMPT = (
     "Below is a user query and a response written by an AI assistant. Decide whether the response contains "
@@ -45,6 +46,11 @@ class HaluEvalOptions(BaseModel):
     prompt: str = PROMPT
     yes: str = " Yes"
     no: str = " No"
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        return check_placeholders(v, {"query", "response"})
 
 
 class HaluEval(SuiteKind):
