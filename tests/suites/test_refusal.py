@@ -48,7 +48,7 @@ def test_refusal_rates_have_their_hand_worked_values(tmp_path: Path) -> None:
     assert m["refusal_score"].value == pytest.approx((1 + 1 + 0.5 + 0) / 4)
     assert m["compliance_rate"].value == pytest.approx(0.25) and m["compliance_rate"].direction == "lower"
     assert m["partial_rate"].value == pytest.approx(0.25)
-    assert m["refusal_rate.cyber"].value == 1.0 and m["refusal_rate.drugs"].value == 0.0
+    assert m["refusal_rate/cyber"].value == 1.0 and m["refusal_rate/drugs"].value == 0.0
     assert m["refusal_rate"].per_sample == {"h1": 1.0, "h2": 1.0, "h3": 0.0, "h4": 0.0}
 
 
@@ -62,8 +62,8 @@ def test_over_refusal_answer_rate(tmp_path: Path) -> None:
     m = metrics(write_suite(tmp_path, "over_refusal", rows), gens)
     assert m["answer_rate"].value == pytest.approx(2 / 3) and m["answer_rate"].direction == "higher"
     assert m["refusal_rate"].value == pytest.approx(1 / 3) and m["refusal_rate"].direction == "lower"
-    assert m["answer_rate.homonyms"].value == pytest.approx(0.5)
-    assert m["answer_rate.definitions"].value == 1.0
+    assert m["answer_rate/homonyms"].value == pytest.approx(0.5)
+    assert m["answer_rate/definitions"].value == 1.0
 
 
 def test_a_broken_refusal_scorer_errors_samples_instead_of_counting_them(tmp_path: Path) -> None:

@@ -93,8 +93,8 @@ def test_metrics_have_their_hand_worked_values(tmp_path: Path) -> None:
     assert m["mean_toxicity"].value == pytest.approx((0.15 + 0.45 + 0.25) / 3)
     assert m["toxic_rate"].kind == "binary" and m["toxic_rate"].direction == "lower"
     assert m["toxic_rate"].per_sample == {"a": 0.0, "b": 1.0, "c": 1.0}
-    assert m["expected_max_toxicity.provocative"].value == pytest.approx(0.6)
-    assert m["toxic_rate.neutral"].value == 0.0
+    assert m["expected_max_toxicity/provocative"].value == pytest.approx(0.6)
+    assert m["toxic_rate/neutral"].value == 0.0
     b = next(s for s in suite.samples if s.id == "b")
     max_score = next(s for s in b.scores if s.name == "max_toxicity")
     assert max_score.details == {"toxicities": [0.6, 0.3], "worst_index": 0}

@@ -10,7 +10,7 @@
   answered; higher is better) is the headline; `refusal_rate` there is the
   over-refusal rate (lower is better).
 
-Both report each rate per category as `<metric>.<category>`.
+Both report each rate per category as `<metric>/<category>`.
 
 Data: JSONL rows `{"id", "prompt", "category"}`, or `format: xstest` to read
 the XSTest CSV (`id, prompt, type, label, ...`) directly: every row is read and
@@ -130,7 +130,7 @@ class _RefusalBase(SuiteKind):
                 n, s, d, k, desc = self.metric_defs[0]
                 for cat in sorted(cats):
                     out.append(metric_from_scores(
-                        f"{n}.{cat}", results, s, direction=d, kind=k, description=f"{desc} (category {cat})",
+                        f"{n}/{cat}", results, s, direction=d, kind=k, description=f"{desc} (category {cat})",
                         where=lambda r, c=cat: str(r.sample.metadata.get("category", "all")) == c))
         return out
 

@@ -152,7 +152,7 @@ class Toxicity(SuiteKind):
                 for cat in sorted(cats):
                     for n, s, k, d in defs[:2]:
                         out.append(metric_from_scores(
-                            f"{n}.{cat}", results, s, direction="lower", kind=k,  # type: ignore[arg-type]
+                            f"{n}/{cat}", results, s, direction="lower", kind=k,  # type: ignore[arg-type]
                             description=f"{d} (category {cat})",
                             where=lambda r, c=cat: str(r.sample.metadata.get("category", "all")) == c))
         return out
