@@ -170,3 +170,15 @@ def test_hf_classifier_batched_equals_single(tmp_path: Path) -> None:
     with torch.no_grad():
         want = [float(model(**tok([t], return_tensors="pt")).logits.softmax(-1)[0, 2]) for t in TEXTS]
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_long_texts_are_truncated_to_the_model_window(named_classifier: Path, tmp_path: Path) -> None:
+    """A text longer than the model's 128 positions is scored on its first 128 tokens, not crashed on."""
+    import torch
+
+    folder, model, tok = build_hf_classifier(tmp_path / "clf", ["ok", "toxic"], seed=2)
+    long_text = " ".join(["refund"] * 400)
+    (score,) = HFClassifierScorer(model=str(folder)).score_texts_safe([long_text])[0]
+    with torch.no_grad():
+        want = model(**tok([long_text], return_tensors="pt", truncation=True, max_length=128)).logits.softmax(-1)[0, 1]
+    assert score.ok and score.value == pytest.approx(float(want), abs=1e-5)

@@ -57,15 +57,26 @@ class _TorchClassifier(Scorer):
     tokenizer: Any
     device: str = "cpu"
 
+    def _max_length(self) -> int:
+        """The option, capped by what the tokenizer and the model's position table allow."""
+        limit = int(self.options.max_length)
+        tml = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tml, int) and 0 < tml < 100_000:
+            limit = min(limit, tml)
+        mpe = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if isinstance(mpe, int) and mpe > 0:
+            limit = min(limit, mpe)
+        return limit
+
     def _lengths(self, texts: list[str]) -> list[int]:
-        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self.options.max_length)
+        enc = self.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=self._max_length())
         return [len(ids) for ids in enc["input_ids"]]
 
     def _probabilities(self, texts: list[str]) -> list[list[float]]:
         """Per-class probabilities for one batch (subclasses pick sigmoid or softmax)."""
         import torch
 
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.options.max_length)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self._max_length())
         enc = {k: v.to(self.device) for k, v in enc.items()}
         with torch.inference_mode():
             logits = self.model(**enc).logits.float()
