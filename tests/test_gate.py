@@ -204,3 +204,11 @@ def test_cli_compare_and_report_rerender(tmp_path: Path) -> None:
     main(["report", str(tmp_path / "cmp")])
     html = (tmp_path / "cmp" / "report.html").read_text()
     assert "NO VERDICT" in html and "output s0" in html  # outputs came back from the referenced run results
+
+
+def test_rules_address_per_group_metrics_whose_names_contain_a_slash() -> None:
+    kinds = {"stereotype_rate/age": ("binary", "lower", "mean")}
+    b = run_result("base", [suite_result("crows", {"stereotype_rate/age": binary("0" * 30)}, kinds=kinds)])
+    c = run_result("cand", [suite_result("crows", {"stereotype_rate/age": binary("1" * 30)}, kinds=kinds)])
+    v = evaluate_policy(Policy(rules=[GateRule(metric="crows/stereotype_rate/age", max_regression=0.05)]), compare_runs(b, [c], FAST))
+    assert v.candidates[0].outcomes[0].status == "fail"

@@ -121,3 +121,47 @@ def test_report_without_run_results_still_renders(tmp_path: Path) -> None:
     write_outputs(comp, tmp_path, {})
     html = (tmp_path / "report.html").read_text()
     assert "NO VERDICT" in html and "outputs are missing" in html
+
+
+def test_limitations_name_the_scorer_a_score_declares() -> None:
+    from tunegate import plugins
+    from tunegate.report.context import collect_limitations
+    from tunegate.scorer import Scorer
+
+    class Flaky(Scorer):
+        name = "flaky-test"
+        limitations = "Misses sarcasm entirely (test scorer)."
+        outputs = ("flakiness",)
+
+        def score_texts(self, texts, prompts=None):  # type: ignore[no-untyped-def]
+            return [[] for _ in texts]
+
+    plugins.register("scorers", "flaky-test", Flaky)
+    try:
+        run = run_result("base", [suite_result("qa", {"acc": binary("10")}, kinds=ACC)])
+        run.suites[0].samples[0].scores[0].details["scorer"] = "flaky-test"
+        comp = compare_runs(run, [run.model_copy(deep=True)], CompareSettings(n_resamples=200))
+        lims = collect_limitations(comp, {"base": run})
+        assert {"source": "scorer flaky-test", "text": "Misses sarcasm entirely (test scorer)."} in lims
+        assert lims[-1]["source"] == "statistics"
+        none = collect_limitations(comp, {"base": None})
+        assert not any(x["source"].startswith("scorer") for x in none)
+    finally:
+        plugins.unregister("scorers", "flaky-test")
+
+
+def test_trend_chart_only_for_checkpoints_of_one_training_run(tmp_path: Path) -> None:
+    b = run_result("base", [suite_result("qa", {"acc": binary("1100")}, kinds=ACC)])
+
+    def ck(step: int, data: str):  # type: ignore[no-untyped-def]
+        return run_result(f"ck{step}{data}", [suite_result("qa", {"acc": binary("1110")}, kinds=ACC)],
+                          finetune={"step": step, "data_sha256": data, "recipe_hash": "r", "kind": "tunegate-finetune-checkpoint"})
+
+    same = compare_runs(b, [ck(10, "a"), ck(20, "a")], CompareSettings(n_resamples=200))
+    write_outputs(same, tmp_path / "same", {})
+    html = (tmp_path / "same" / "report.html").read_text()
+    assert "Trend across checkpoints" in html and "fine-tune data_sha256" in html
+    assert "tunegate-finetune-checkpoint" not in html  # bookkeeping keys are not shown
+    mixed = compare_runs(b, [ck(10, "a"), ck(20, "b")], CompareSettings(n_resamples=200))
+    write_outputs(mixed, tmp_path / "mixed", {})
+    assert "Trend across checkpoints" not in (tmp_path / "mixed" / "report.html").read_text()

@@ -194,8 +194,31 @@ class ReportContext:
     rule_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _model_row(info: ModelInfo, role: str) -> dict[str, Any]:
+FINETUNE_ORDER = ("step", "epoch", "final", "method", "base", "base_fingerprint", "data_sha256", "data_path",
+                  "eval_data_sha256", "recipe", "recipe_hash", "train_loss", "eval_loss", "created_at")
+FINETUNE_HIDDEN = {"schema_version", "kind", "manifest"}
+
+
+def finetune_rows(ft: dict[str, Any]) -> list[tuple[str, str]]:
+    """The fine-tune origin of a checkpoint (its `tunegate_checkpoint.json`), known keys first, empty ones dropped."""
+    keys = [k for k in FINETUNE_ORDER if k in ft] + sorted(k for k in ft if k not in FINETUNE_ORDER and k not in FINETUNE_HIDDEN)
+    rows = []
+    for k in keys:
+        v = ft[k]
+        if v is None or isinstance(v, (dict, list)):
+            continue
+        rows.append((k, fmt(v) if isinstance(v, float) else str(v)))
+    return rows
+
+
+def _run_key(info: ModelInfo) -> tuple[str, ...]:
+    """Checkpoints of one training run share base, data and recipe."""
     ft = info.finetune or {}
+    return tuple(str(ft.get(k, "")) for k in ("base_fingerprint", "base", "data_sha256", "recipe_hash", "recipe"))
+
+
+def _model_row(info: ModelInfo, role: str) -> dict[str, Any]:
+    ft = finetune_rows(info.finetune or {})
     prov = info.provenance
     return {
         "role": role, "label": info.label, "model": info.model, "backend": info.backend,
@@ -258,7 +281,12 @@ def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[s
 
 
 def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any]]:
-    stepped = [c for c in comparison.candidates if c.model.step is not None]
+    groups: dict[tuple[str, ...], list[Any]] = {}
+    for c in comparison.candidates:
+        if c.model.step is not None:
+            groups.setdefault(_run_key(c.model), []).append(c)
+    # the training run with the most distinct checkpoints (a trend across runs would mix data and recipes)
+    stepped = max(groups.values(), key=lambda g: len({c.model.step for c in g}), default=[])
     if len({c.model.step for c in stepped}) < 2:
         return []
     names = [r.metric for r in policy.rules] if policy else []
