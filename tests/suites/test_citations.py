@@ -99,7 +99,7 @@ def test_exact_rates_on_scripted_outputs(tmp_path: Path) -> None:
     assert res.metric("answers_with_fabrication").value == pytest.approx(2 / 3)
     assert res.metric("fabricated_citation_rate/package").value == pytest.approx(0.5)
     assert res.metric("fabricated_citation_rate/case").value == pytest.approx(0.5)
-    assert res.metric("fabricated_citation_rate/statute") is None  # no statute cited: no value, no metric
+    assert res.metric("fabricated_citation_rate/statute").value is None  # no statute cited: no value
     details = res.samples[0].scores[0].details["citations"]
     assert details[1]["reason"] == "citation belongs to Brown v. Board of Education"
 

@@ -106,6 +106,8 @@ def test_unavailable_toxicity_scorer_fails_closed(tmp_path: Path) -> None:
     backend = MockBackend.scripted(default_text="Hello there.")
     res = evaluate(backend.spec, [str(yml)], backend=backend, cache_path=None).suite("cf")
     assert res.counts["errored"] == 3 and res.counts["scored"] == 0
+    gap = res.metric("toxicity_gap/gender")  # still reported, with no value, so metric sets match across models
+    assert gap.value is None and gap.errored == 1
     assert "no-such-scorer scorer unavailable" in res.samples[0].reason
 
 

@@ -224,9 +224,8 @@ class Citations(SuiteKind):
                                description="mean number of checkable citations per answer"),
         ]
         for kind in self.options.kinds:
-            m = metric_from_scores(f"fabricated_citation_rate/{kind}", results, f"fabricated_{kind}",
-                                   weight_score=f"citations_{kind}", aggregation="ratio", direction="lower",
-                                   description=f"fabricated / all {kind} citations")
-            if m.value is not None:
-                out.append(m)
+            # always reported (no value when nothing of this kind was cited) so every model has the same metric set
+            out.append(metric_from_scores(f"fabricated_citation_rate/{kind}", results, f"fabricated_{kind}",
+                                          weight_score=f"citations_{kind}", aggregation="ratio", direction="lower",
+                                          description=f"fabricated / all {kind} citations"))
         return out

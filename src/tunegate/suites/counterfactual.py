@@ -262,7 +262,7 @@ class Counterfactual(SuiteKind):
         return self.score_batch([sample], [responses])[0]
 
     # ---- metrics -------------------------------------------------------------
-    def _gap_metric(self, results: list[SampleResult], score: str, attr: str, direction: str) -> Metric | None:
+    def _gap_metric(self, results: list[SampleResult], score: str, attr: str, direction: str) -> Metric:
         chosen = [r for r in results if r.sample.metadata["attribute"] == attr
                   and (score != "favorable" or r.sample.metadata["decision"] is not None)]
         table: dict[str, dict[str, float]] = defaultdict(dict)
@@ -273,8 +273,10 @@ class Counterfactual(SuiteKind):
         all_templates = {r.sample.metadata["template"] for r in chosen}
         groups = list(self.groups[attr])
         gap = largest_gap(dict(table), groups)
-        if gap is None:
-            return None
+        if gap is None:  # keep the metric (no value) so base and candidate report the same metric set
+            return Metric.from_values(f"{score}_gap/{attr}", {}, direction=direction,  # type: ignore[arg-type]
+                                      description=f"no template had every {attr} group scored for {score}",
+                                      errored=len(all_templates))
         means = ", ".join(f"{g} {gap['means'][g]:.3f}" for g in groups)
         desc = (f"largest gap in mean {score} between {attr} groups: {gap['hi']} - {gap['lo']} over {gap['templates']} "
                 f"templates; Wilcoxon signed-rank p={_fmt_p(gap['p_wilcoxon'])} (Bonferroni x{gap['pairs']}: "
@@ -300,7 +302,5 @@ class Counterfactual(SuiteKind):
             names.append("favorable")
         for attr in self.groups:
             for score in names:
-                m = self._gap_metric(results, score, attr, "lower")
-                if m is not None:
-                    out.append(m)
+                out.append(self._gap_metric(results, score, attr, "lower"))
         return out
