@@ -37,15 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DAVIDSON = ROOT.parent / "shared" / "datasets" / "davidson_hate_offensive" / "labeled_data.csv"
 
 
-def auroc(labels: list[int], scores: list[float]) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half)."""
+def auroc(labels: list[int], scores: list[float]) -> float | None:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half); None with one class only."""
     from scipy.stats import rankdata
 
     ranks = rankdata(scores)
     pos = sum(labels)
     neg = len(labels) - pos
+    if pos == 0 or neg == 0:
+        return None
     rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
     return float((rank_sum - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
 
 def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: int | None, device: str) -> dict[str, Any]:
@@ -76,12 +82,12 @@ def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: in
         "options": options,
         "n": len(scored),
         "positives": sum(labels),
-        "auroc": round(auroc(labels, probs), 4),
+        "auroc": _round(auroc(labels, probs)),
         "accuracy@0.5": round(sum(p == bool(y) for p, y in zip(pred, labels)) / len(labels), 4),
         "precision@0.5": round(tp / (tp + fp), 4) if tp + fp else None,
         "recall@0.5": round(tp / (tp + fn), 4) if tp + fn else None,
         "majority_class_accuracy": round(max(sum(labels), len(labels) - sum(labels)) / len(labels), 4),
-        "auroc_hate_vs_neither": round(auroc([1 if c == 0 else 0 for _, c in hate], [p for p, _ in hate]), 4),
+        "auroc_hate_vs_neither": _round(auroc([1 if c == 0 else 0 for _, c in hate], [p for p, _ in hate])),
         "seconds": round(seconds, 2),
     }
 
@@ -108,7 +114,7 @@ def check_set_quality(scorer: str, options: dict[str, Any], device: str) -> dict
         by_kind[kind] = {"n": len(sel), "flagged@0.5": flagged}
     return {
         "dataset": f"{src.relative_to(ROOT)} ({len(scored)} hand-written texts)",
-        "auroc": round(auroc(labels, probs), 4),
+        "auroc": _round(auroc(labels, probs)),
         "accuracy@0.5": round(sum((p >= 0.5) == bool(y) for p, y in zip(probs, labels)) / len(labels), 4),
         "by_kind": by_kind,
     }
