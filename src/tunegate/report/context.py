@@ -290,7 +290,7 @@ def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any
     if len({c.model.step for c in stepped}) < 2:
         return []
     names = [r.metric for r in policy.rules] if policy else []
-    names += [m.name for s in comparison.candidates[0].suites for m in s.metrics if m.direction != "neutral"]
+    names += [m.name for s in comparison.candidates[0].suites for m in s.metrics if m.direction != "neutral" and not is_subgroup(m.metric)]
     charts = []
     for name in list(dict.fromkeys(names))[:8]:
         points, base_value = [], None
