@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunegate import plugins
 from tunegate.config import format_validation_error, read_yaml
 from tunegate.data import Row
 from tunegate.errors import UserError
