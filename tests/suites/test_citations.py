@@ -25,6 +25,7 @@ def test_case_citations_with_names_and_parentheses() -> None:
     assert keys("United States v. Carroll Towing Co., 159 F. 2d 169 (2d Cir. 1947)") == [("case", "159 F.2d 169")]
     assert keys("as held in Miranda v. Arizona.") == [("case", "name:miranda v arizona")]
     assert keys("Roe v. Wade, 410 U. S. 113, 153 (1973)") == [("case", "410 U.S. 113")]
+    assert keys("sales in 2019 U.S. 500 stores grew") == []  # reporter volumes have at most three digits
 
 
 def test_statutes() -> None:

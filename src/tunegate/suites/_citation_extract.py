@@ -97,7 +97,7 @@ def url_host(url: str) -> str:
 
 # ---- case law and statutes -----------------------------------------------------
 _REPORTERS = r"U\.\s?S\.|S\.\s?Ct\.|L\.\s?Ed\.(?:\s?2d)?|F\.\s?Supp\.(?:\s?[23]d)?|F\.(?:\s?(?:2d|3d|4th))?"
-_CITE = re.compile(rf"\b(\d{{1,4}})\s+({_REPORTERS})\s+(\d{{1,5}})\b")
+_CITE = re.compile(rf"\b(\d{{1,3}})\s+({_REPORTERS})\s+(\d{{1,5}})\b")
 _PARTY = r"(?:[A-Z][\w'&\-]*\.?|of|the|and|for|ex\s+rel\.|de|du)"
 _CASE_NAME = re.compile(rf"\b((?:[A-Z][\w'&\-]*\.?)(?:\s+{_PARTY}){{0,7}})\s+v\.?\s+((?:[A-Z][\w'&\-]*\.?)(?:\s+{_PARTY}){{0,7}})")
 _STATUTE = re.compile(r"\b(\d{1,2})\s+U\.\s?S\.\s?C\.?\s*(?:§§?|[Ss]ec(?:tion|\.)?)\s*(\d+[a-z]?(?:-\d+)?)")
