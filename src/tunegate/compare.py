@@ -395,9 +395,9 @@ def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -
 def _labels(runs: list[RunResult], paths: list[Path | None]) -> list[str]:
     """Display names, made unique (a folder name disambiguates two runs of one model name)."""
     labels = [r.model.display_name for r in runs]
-    for i, lab in enumerate(labels):
-        if labels.count(lab) > 1 and paths[i] is not None:
-            p = Path(paths[i])
+    for i, (lab, given) in enumerate(zip(labels, paths)):
+        if labels.count(lab) > 1 and given is not None:
+            p = Path(given)
             labels[i] = f"{lab} ({(p.parent if p.name == 'results.json' else p).name})"
     seen: dict[str, int] = {}
     for i, lab in enumerate(labels):

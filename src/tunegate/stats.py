@@ -91,10 +91,11 @@ def paired_permutation_pvalue(
     n = b.shape[-1]
     if n == 0:
         return 1.0
-    if np.array_equal(b, c) and (base_weights is None or np.array_equal(base_weights, candidate_weights)):
+    wb, wc = _weights(b, base_weights), _weights(c, candidate_weights)
+    if np.array_equal(b, c) and np.array_equal(wb, wc):
         return 1.0
     vals = np.concatenate([b, c])
-    wts = np.concatenate([_weights(b, base_weights), _weights(c, candidate_weights)])
+    wts = np.concatenate([wb, wc])
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         xi, yi = x.astype(np.intp), y.astype(np.intp)

@@ -121,6 +121,11 @@ def test_report_without_run_results_still_renders(tmp_path: Path) -> None:
     write_outputs(comp, tmp_path, {})
     html = (tmp_path / "report.html").read_text()
     assert "NO VERDICT" in html and "outputs are missing" in html
+    etree = pytest.importorskip("lxml.etree")
+    schema = etree.XMLSchema(etree.parse(str(HERE / "junit.xsd")))
+    doc = etree.parse(str(tmp_path / "junit.xml"))
+    assert schema.validate(doc) and doc.getroot().get("tests") == "0"  # a comparison decides nothing
+    assert "no policy, no verdict" in (tmp_path / "summary.md").read_text()
 
 
 def test_limitations_name_the_scorer_a_score_declares() -> None:

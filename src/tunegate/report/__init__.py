@@ -7,6 +7,7 @@ and writes the set again, which is what `tunegate report DIR` does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 OUTPUTS = ("report.html", "comparison.json", "junit.xml", "summary.md")
 
 
-def write_outputs(comparison: Comparison, out: Path, runs: dict[str, RunResult | None] | None = None) -> dict[str, Path]:
+def write_outputs(comparison: Comparison, out: Path, runs: Mapping[str, RunResult | None] | None = None) -> dict[str, Path]:
     """Write the four outputs under `out`; `runs` (by label) are read from the comparison's paths when not given."""
     from tunegate.report.context import build_context, load_runs
     from tunegate.report.html import render_html

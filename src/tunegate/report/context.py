@@ -8,6 +8,7 @@ per-example explorer: prompts, both outputs and their scores.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,8 @@ def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[s
     cards = []
     for s in comparison.candidates[0].suites:
         per_cand = [(c, c.suite(s.name)) for c in comparison.candidates]
-        headline, subgroups = [], []
+        headline: list[dict[str, Any]] = []
+        subgroups: list[dict[str, Any]] = []
         for m in s.metrics:
             chart_rows = [{"label": comparison.base.label, "value": m.base_value if m.base_value is not None else m.base_reported,
                            "lo": m.base_ci[0], "hi": m.base_ci[1], "role": "base"}]
@@ -305,7 +307,7 @@ def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any
     return charts
 
 
-def _explorer(comparison: Comparison, runs: dict[str, RunResult | None]) -> tuple[list[dict[str, Any]], int]:
+def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> tuple[list[dict[str, Any]], int]:
     base_idx = _index(runs.get(comparison.base.label))
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str]] = set()
@@ -320,11 +322,12 @@ def _explorer(comparison: Comparison, runs: dict[str, RunResult | None]) -> tupl
                             continue
                         seen.add(key)
                         b, k = base_idx.get((s.name, ex.sample_id)), cand_idx.get((s.name, ex.sample_id))
+                        either = b or k
                         rows.append({
                             "candidate": c.model.label, "suite": s.name, "metric": m.metric, "sample_id": ex.sample_id,
                             "change": change, "rank": rank, "base": fmt(ex.base), "cand": fmt(ex.candidate),
                             "delta": fmt(ex.delta), "gain": ex.delta * m.sign,
-                            "prompt": excerpt((b or k).sample.input if (b or k) else "", PROMPT_CHARS),
+                            "prompt": excerpt(either.sample.input if either else "", PROMPT_CHARS),
                             "base_out": excerpt(response_text(b), OUTPUT_CHARS),
                             "cand_out": excerpt(response_text(k), OUTPUT_CHARS),
                             "base_scores": scores_text(b), "cand_scores": scores_text(k),
@@ -363,7 +366,7 @@ def _configured_scorer(suite: Any) -> str | None:
     return field_.default if field_ is not None and isinstance(field_.default, str) else None
 
 
-def scorers_used(runs: dict[str, RunResult | None]) -> set[str]:
+def scorers_used(runs: Mapping[str, RunResult | None]) -> set[str]:
     """Scorer plugin names behind these results, per suite: the names scores declare in `details["scorer"]`,
     else the scorer the (unchanged) built-in suite definition configures, else scorers whose `outputs` match score names."""
     from tunegate import plugins
@@ -384,7 +387,7 @@ def scorers_used(runs: dict[str, RunResult | None]) -> set[str]:
     return used
 
 
-def collect_limitations(comparison: Comparison, runs: dict[str, RunResult | None]) -> list[dict[str, str]]:
+def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> list[dict[str, str]]:
     """Known weaknesses of the suite kinds and scorers that produced these results, then of the statistics."""
     from tunegate import plugins
 
@@ -403,7 +406,7 @@ def collect_limitations(comparison: Comparison, runs: dict[str, RunResult | None
     return out
 
 
-def build_context(comparison: Comparison, runs: dict[str, RunResult | None]) -> ReportContext:
+def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> ReportContext:
     verdict, policy = verdict_of(comparison), policy_of(comparison)
     models = [_model_row(comparison.base, "base")] + [_model_row(c.model, "candidate") for c in comparison.candidates]
     methods: dict[str, dict[str, Any]] = {}

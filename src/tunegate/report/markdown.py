@@ -8,6 +8,7 @@ content warning contribute no text at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from tunegate.compare import Comparison
 from tunegate.gate import fmt, verdict_of
@@ -28,7 +29,7 @@ def md_escape(text: str, limit: int = EXCERPT) -> str:
     return _MD_SPECIAL.sub(r"\\\1", flat)
 
 
-def render_summary(comparison: Comparison, runs: dict[str, RunResult | None] | None = None, top: int = 5) -> str:
+def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] | None = None, top: int = 5) -> str:
     runs = runs or {}
     v = verdict_of(comparison)
     lines = []
