@@ -89,6 +89,7 @@ def load_model(ref: BaseModelRef, recipe: Recipe, precision: str) -> Any:
     from peft import LoraConfig, get_peft_model
 
     targets = lora_target_modules(model, recipe.lora.target_modules)
+    _refuse_tied_output_target(model, targets)
     config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
                         target_modules=targets, bias=recipe.lora.bias, task_type="CAUSAL_LM")
     try:
@@ -98,6 +99,22 @@ def load_model(ref: BaseModelRef, recipe: Recipe, precision: str) -> Any:
                         "(name modules that exist in this architecture, or use auto / all-linear)") from None
     peft_model.peft_config["default"].base_model_name_or_path = ref.ref
     return peft_model
+
+
+def _refuse_tied_output_target(model: Any, targets: list[str] | str) -> None:
+    """LoRA on an output layer tied to the input embeddings cannot be merged faithfully.
+
+    Merging the adapter (as the harness does before scoring) writes the delta into the shared
+    matrix, so the input embeddings change too and the served model is not the trained one.
+    """
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    if isinstance(targets, str) or out is None or inp is None or out.weight is not inp.weight:
+        return
+    name = next((n for n, m in model.named_modules() if m is out), "")
+    hit = [t for t in targets if name == t or name.endswith("." + t)]
+    if hit:
+        raise UserError(f"recipe lora.target_modules includes {hit[0]!r}, the output layer this model ties to its input "
+                        "embeddings; a merged adapter would change the embeddings too; drop it from target_modules")
 
 
 def parameter_counts(model: Any) -> dict[str, int]:
