@@ -152,3 +152,13 @@ def test_compare_runs_from_the_mock_backend(tmp_path: Path) -> None:
     assert (m.discordant_worse, m.discordant_better) == (4, 0)
     assert m.p_value == pytest.approx(2 / 16)
     assert [e.sample_id for e in m.regressed] == ["q0", "q1", "q2", "q3"]
+
+
+def test_metric_without_per_sample_values_keeps_the_run_values() -> None:
+    kinds = {"corpus_bleu": ("continuous", "higher", "corpus")}
+    b = run_result("base", [suite_result("mt", {"corpus_bleu": {}}, kinds=kinds)])
+    c = run_result("cand", [suite_result("mt", {"corpus_bleu": {}}, kinds=kinds)])
+    b.suites[0].metrics[0].value, c.suites[0].metrics[0].value = 20.0, 18.5
+    m = compare_runs(b, [c], FAST).candidates[0].suites[0].metrics[0]
+    assert (m.base_value, m.candidate_value, m.delta) == (20.0, 18.5, -1.5)
+    assert m.unavailable is None and m.ci_low is None and m.note and "corpus" in m.note

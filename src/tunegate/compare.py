@@ -317,6 +317,11 @@ def compare_metric(suite: str, bm: Metric, cm: Metric | None, settings: CompareS
     ids = [i for i in bm.per_sample if i in cm.per_sample]
     out.n_paired = len(ids)
     out.n_unpaired = len(set(bm.per_sample) ^ set(cm.per_sample))
+    if not bm.per_sample and not cm.per_sample and bm.value is not None and cm.value is not None:
+        # a metric published without per-sample values (a corpus score): the runs' own values, no statistics
+        out.base_value, out.candidate_value, out.delta = bm.value, cm.value, cm.value - bm.value
+        out.note = "no per-sample values (corpus-level metric): no interval or p-value"
+        return out
     if not ids:
         out.unavailable = out.unavailable or "no sample was scored in both runs"
         return out
