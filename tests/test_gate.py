@@ -212,3 +212,17 @@ def test_rules_address_per_group_metrics_whose_names_contain_a_slash() -> None:
     c = run_result("cand", [suite_result("crows", {"stereotype_rate/age": binary("1" * 30)}, kinds=kinds)])
     v = evaluate_policy(Policy(rules=[GateRule(metric="crows/stereotype_rate/age", max_regression=0.05)]), compare_runs(b, [c], FAST))
     assert v.candidates[0].outcomes[0].status == "fail"
+
+
+def test_rule_confidence_override_widens_its_interval(tmp_path: Path) -> None:
+    base, cand = _write(tmp_path, "1" * 60, "1" * 55 + "0" * 5)
+    p = tmp_path / "conf.yaml"
+    p.write_text("confidence: 0.9\nrules:\n  - metric: qa/acc\n    max_regression: 0.2\n  - metric: qa/acc\n    max_regression: 0.2\n    confidence: 0.99\n")
+    from tunegate.gate import gate_files
+
+    comparison, verdict = gate_files(p, base, [cand], settings=CompareSettings(n_resamples=1000, seed=0))
+    assert comparison.settings.confidence == 0.9
+    at90, at99 = verdict.candidates[0].outcomes
+    assert (at90.confidence, at99.confidence) == (0.9, 0.99)
+    assert at99.ci_low is not None and at90.ci_low is not None and at99.ci_low < at90.ci_low
+    assert verdict.policy_sha256 and verdict.policy_path == str(p)

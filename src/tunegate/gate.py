@@ -270,10 +270,8 @@ def gate_files(policy_path: Path, base: Path, candidates: list[Path], *, strict:
     for i, rule in enumerate(policy.rules):  # unknown names fail fast, before the bootstrap
         if rule.metric not in known:
             raise UserError(f"{policy_path}: rules.{i}.metric: unknown metric {rule.metric!r}; valid names: {', '.join(sorted(known))}")
-    conf = {policy.confidence, *(r.confidence for r in policy.rules if r.confidence)}
-    settings = settings or CompareSettings()
-    if policy.confidence != settings.confidence and len(conf) == 1:
-        settings = settings.model_copy(update={"confidence": policy.confidence})
+    # the report's intervals use the policy's confidence; rules with their own level are recomputed from the same resamples
+    settings = (settings or CompareSettings()).model_copy(update={"confidence": policy.confidence})
     comparison = compare_runs(base_run, cand_runs, settings, base_path=base, candidate_paths=list(candidates))
     verdict = evaluate_policy(policy, comparison, strict=strict, source=str(policy_path))
     verdict.policy_path, verdict.policy_sha256 = str(policy_path), digest
