@@ -96,6 +96,8 @@ def test_summary_markdown_escapes_model_text(hostile: Path) -> None:
     assert "## tunegate gate: FAIL" in md and "| Candidate | Rule | Result |" in md
     assert "<script" not in md and "<img" not in md and "<svg" not in md and "javascript:" not in md
     assert "&lt;script&gt;" in md
+    top = md.split("### Top regressions", 1)[1].splitlines()
+    assert "qa/acc" in next(line for line in top if line.startswith("| ") and "Candidate" not in line)  # the failed rule's metric first
     assert "content warning: excerpt omitted" not in md or SUITE_NAME not in md
     for line in md.splitlines():
         if line.startswith("| ") and "answer" in line:

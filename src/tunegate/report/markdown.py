@@ -59,26 +59,47 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
                     lines.append(f"| {md_escape(c.model.label)} | {md_escape(m.name)} | {fmt(m.base_value)} | {fmt(m.candidate_value)} "
                                  f"| {fmt(m.delta)} [{fmt(m.ci_low)}, {fmt(m.ci_high)}] | {fmt(m.p_value, 3)} |")
     lines += ["", "### Top regressions", ""]
-    rows = []
-    for c in comparison.candidates:
-        run = runs.get(c.model.label)
-        for s in c.suites:
-            index = {r.id: r for r in run.suite(s.name).samples} if run and run.suite(s.name) else {}  # type: ignore[union-attr]
-            for m in s.metrics:
-                for ex in m.regressed[:top]:
-                    if s.content_warning:
-                        text = "(content warning: excerpt omitted, see report.html)"
-                    else:
-                        text = md_escape(response_text(index.get(ex.sample_id))) if index else ""
-                    rows.append((ex.delta * m.sign, f"| {md_escape(c.model.label)} | {md_escape(m.name)} | {md_escape(ex.sample_id, 40)} "
-                                                    f"| {fmt(ex.base)} → {fmt(ex.candidate)} | {text} |"))
+    rows = _regression_rows(comparison, runs, per_metric=3)
     if rows:
-        rows.sort(key=lambda r: r[0])
         lines += ["| Candidate | Metric | Sample | Base → candidate | Candidate output (excerpt) |", "|---|---|---|---|---|"]
-        lines += [r for _, r in rows[: top * 2]]
+        lines += rows[: top * 3]
     else:
         lines.append("No sample regressed.")
     for w in comparison.warnings:
         lines.append(f"\n> Note: {md_escape(w, 300)}")
     lines += ["", "Full evidence: report.html (self-contained), comparison.json, junit.xml."]
     return "\n".join(lines) + "\n"
+
+
+def _regression_rows(comparison: Comparison, runs: Mapping[str, RunResult | None], per_metric: int) -> list[str]:
+    """The worst examples of the metrics that matter most: failed, then inconclusive, then other gated rules, then the rest.
+
+    Metrics have different scales (a rate, BLEU), so examples are ranked within a metric, never across metrics.
+    """
+    v = verdict_of(comparison)
+    rank = {"incomplete": 0, "fail": 1, "inconclusive": 2, "pass": 3}
+    priority: dict[tuple[str, str], int] = {}
+    for cv in v.candidates if v else []:
+        for o in cv.outcomes:
+            key = (cv.candidate, o.metric)
+            priority[key] = min(priority.get(key, 9), rank[o.status])
+    blocks = []
+    for ci, c in enumerate(comparison.candidates):
+        run = runs.get(c.model.label)
+        for s in c.suites:
+            sr = run.suite(s.name) if run else None
+            index = {r.id: r for r in sr.samples} if sr else {}
+            for mi, m in enumerate(s.metrics):
+                if not m.regressed:
+                    continue
+                out = []
+                for ex in m.regressed[:per_metric]:
+                    if s.content_warning:
+                        text = "(content warning: excerpt omitted, see report.html)"
+                    else:
+                        text = md_escape(response_text(index.get(ex.sample_id))) if index else ""
+                    out.append(f"| {md_escape(c.model.label)} | {md_escape(m.name)} | {md_escape(ex.sample_id, 40)} "
+                               f"| {fmt(ex.base)} → {fmt(ex.candidate)} | {text} |")
+                blocks.append(((priority.get((c.model.label, m.name), 4), ci, mi), out))
+    blocks.sort(key=lambda b: b[0])
+    return [row for _, out in blocks for row in out]
