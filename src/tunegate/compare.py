@@ -204,6 +204,8 @@ class Comparison(BaseModel):
     # filled by tunegate.gate; typed loosely here to keep compare independent of gate
     policy: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
+    # filled by tunegate.audit: the audit's name, config path and recommended candidate
+    audit: dict[str, Any] | None = None
 
     def metric_names(self) -> list[str]:
         seen: dict[str, None] = {}

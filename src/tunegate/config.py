@@ -149,3 +149,45 @@ class Policy(BaseModel):
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     rules: list[GateRule] = Field(min_length=1)
 from tunegate.finetune.recipe import LoraSettings, Recipe  # noqa: E402,F401  (fine-tuning recipe model, re-exported)
+
+
+# ---- audit.yaml ---------------------------------------------------------------
+from tunegate.model_spec import ModelSpec  # noqa: E402
+
+
+class FinetuneBlock(BaseModel):
+    """A candidate produced by fine-tuning: every saved checkpoint (or only the final one) is audited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipe: str = Field(description="recipe YAML path, or a recipe name under fine_tune/ (sft-lora, sft-full)")
+    data: str
+    eval: str | None = None
+    out: str
+    label: str = Field(default="candidate", pattern=r"^[A-Za-z0-9_.\-]+$")
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    checkpoints: Literal["all", "final"] = "all"
+
+
+class FinetuneCandidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    finetune: FinetuneBlock
+
+
+class AuditConfig(BaseModel):
+    """`audit.yaml`: base, candidates, suites, policy, output folder. Paths are relative to the file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "audit"
+    description: str = ""
+    base: ModelSpec
+    candidates: list[ModelSpec | FinetuneCandidate] = Field(min_length=1)
+    suites: list[str] = Field(min_length=1)
+    policy: str
+    out: str = "reports/audit"
+    strict: bool = False
+    seed: int = 0
+    cache: str | None = Field(default=None, description="response cache file; default: the user cache")
+    recommend_by: str | None = Field(default=None, description="suite/metric whose gain picks the recommended candidate")

@@ -1,0 +1,231 @@
+"""`tunegate audit`: the whole job from one `audit.yaml`.
+
+fine-tune (optional) -> one run per model -> comparison -> gate verdict ->
+report set. Everything a user can get wrong (the audit file, the suites and
+their data, the policy, model folders, training data) is validated before any
+model loads or trains. Responses are cached, so re-running an audit reuses the
+base model's results (and any finished fine-tuning run) and computes only what
+changed. Among the candidates that pass, the one with the largest gain on the
+task metric is recommended, and every rejected candidate gets its reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunegate.config import AuditConfig, FinetuneBlock, FinetuneCandidate, load_yaml_model
+from tunegate.errors import UserError
+from tunegate.model_spec import ModelSpec
+from tunegate.results import RunResult
+from tunegate.runner import RunOptions
+from tunegate.suite import SuiteKind
+
+TASK_KINDS = ("multiple_choice", "generation", "perplexity")
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "fine_tune"
+
+
+@dataclass
+class Candidate:
+    spec: ModelSpec
+    label: str
+    step: int | None = None
+
+
+@dataclass
+class AuditOutcome:
+    exit_code: int
+    out: Path
+    verdict: Any
+    comparison: Any
+    recommendation: dict[str, Any] | None
+    runs: dict[str, Path] = field(default_factory=dict)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", label).strip("-") or "model"
+
+
+def _resolve(base_dir: Path, ref: str) -> str:
+    """A path relative to the audit file when it points at something there (or looks like a path); else as given (hub id)."""
+    p = Path(ref).expanduser()
+    if p.is_absolute():
+        return str(p)
+    local = base_dir / p
+    if local.exists() or ref.startswith((".", "~")):
+        return str(local)
+    return ref
+
+
+def _resolve_spec(base_dir: Path, spec: ModelSpec) -> ModelSpec:
+    update: dict[str, Any] = {"model": _resolve(base_dir, spec.model)}
+    if spec.adapter:
+        update["adapter"] = _resolve(base_dir, spec.adapter)
+    return spec.model_copy(update=update)
+
+
+def _recipe_path(base_dir: Path, ref: str) -> Path:
+    for cand in (base_dir / ref, Path(ref), RECIPES_DIR / ref, RECIPES_DIR / f"{ref}.yaml"):
+        if cand.is_file():
+            return cand
+    raise UserError(f"finetune.recipe: {ref!r} not found (give a recipe YAML path, or sft-lora / sft-full)")
+
+
+def load_audit(path: Path) -> tuple[AuditConfig, Path]:
+    cfg = load_yaml_model(path, AuditConfig)
+    return cfg, path.resolve().parent
+
+
+# ---- fine-tuning --------------------------------------------------------------
+def _finetune_candidates(block: FinetuneBlock, base: ModelSpec, base_dir: Path, echo: Callable[[str], None]) -> list[Candidate]:
+    """Run (or reuse, or resume) one fine-tuning block and turn its checkpoints into candidates."""
+    from tunegate.finetune import MANIFEST_NAME, finetune
+    from tunegate.finetune.data import sha256_file
+
+    out = Path(_resolve(base_dir, block.out))
+    data = Path(_resolve(base_dir, block.data))
+    manifest_path = out / MANIFEST_NAME
+    manifest: dict[str, Any] | None = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    if manifest is not None and manifest.get("status") == "complete":
+        if not data.is_file() or manifest.get("data", {}).get("sha256") != sha256_file(data):
+            raise UserError(f"finetune.out {out}: holds a finished run on different data; choose another out folder")
+        echo(f"fine-tune {block.label}: reusing the finished run in {out}")
+    else:
+        resume = manifest is not None or (out / "state").is_dir()
+        echo(f"fine-tune {block.label}: {'resuming' if resume else 'training'} into {out}")
+        overrides = {k: v for k, v in block.overrides.items()}
+        result = finetune(_recipe_path(base_dir, block.recipe), base=base.model, data=data,
+                          eval_data=_resolve(base_dir, block.eval) if block.eval else None, out=out,
+                          overrides=overrides, resume=resume)
+        manifest = result.manifest
+    method = manifest.get("method", "lora")
+    final = manifest.get("final") or {"step": None, "path": "final"}
+    entries = [dict(e, final=False) for e in manifest.get("checkpoints", [])]
+    if block.checkpoints == "final" or not entries or entries[-1].get("step") != final.get("step"):
+        entries = ([] if block.checkpoints == "final" else entries) + [dict(final, final=True)]
+    cands = []
+    for entry in entries:
+        folder = out / entry["path"]
+        step = entry.get("step")
+        label = f"{block.label}@final" if entry["final"] else f"{block.label}@step-{step}"
+        if method == "lora":
+            spec = base.model_copy(update={"adapter": str(folder), "label": label})
+        else:
+            spec = base.model_copy(update={"model": str(folder), "adapter": None, "label": label})
+        cands.append(Candidate(spec, label, step))
+    return cands
+
+
+# ---- recommendation -----------------------------------------------------------
+def default_task_metric(suites: list[SuiteKind], base_run: RunResult) -> str | None:
+    """The first metric of the first task suite (multiple choice, generation, perplexity)."""
+    for suite in suites:
+        if suite.config.kind in TASK_KINDS:
+            sr = base_run.suite(suite.config.name)
+            if sr and sr.metrics:
+                return f"{sr.name}/{sr.metrics[0].name}"
+    return None
+
+
+def recommend(comparison: Any, verdict: Any, metric: str | None) -> dict[str, Any]:
+    """Among passing candidates, the largest gain (in the metric's good direction) on `metric`; reasons for the rest."""
+    rejected: dict[str, str] = {}
+    passing: list[tuple[float, str]] = []
+    for cv, cc in zip(verdict.candidates, comparison.candidates):
+        if cv.status != "pass":
+            reasons = [o.reason for o in cv.outcomes if o.status in ("fail", "inconclusive", "incomplete")]
+            reasons += list(cv.incomplete)
+            rejected[cv.candidate] = f"{cv.status}: " + ("; ".join(reasons[:3]) or "see the rules table")
+            continue
+        m = cc.metric(metric) if metric else None
+        gain = (m.delta * m.sign) if (m is not None and m.delta is not None) else float("-inf")
+        passing.append((gain, cv.candidate))
+    if not passing:
+        return {"candidate": None, "metric": metric, "reason": "no candidate passed the gate", "rejected": rejected}
+    passing.sort(key=lambda x: -x[0])
+    gain, best = passing[0]
+    shown = "n/a" if gain == float("-inf") else f"{gain:+.4g}"
+    others = {name: f"passed, but a smaller gain on {metric} ({g:+.4g})" if g != float("-inf") else "passed"
+              for g, name in passing[1:]}
+    return {"candidate": best, "metric": metric, "gain": None if gain == float("-inf") else gain,
+            "reason": f"passes every rule and has the largest gain on {metric} ({shown})",
+            "rejected": {**rejected, **others}}
+
+
+# ---- the whole job --------------------------------------------------------------
+def _run_model(spec: ModelSpec, suites: list[SuiteKind], cache: Path | bool, seed: int, path: Path,
+               echo: Callable[[str], None]) -> RunResult:
+    from tunegate.evaluate import load_backend
+    from tunegate.evaluate import evaluate as evaluate_model
+
+    backend = load_backend(spec)
+    try:
+        result = evaluate_model(spec, suites, cache_path=cache, options=RunOptions(seed=seed), backend=backend)
+    finally:
+        backend.close()
+    result.save(path)
+    counts = result.counts()
+    echo(f"  {spec.display_name}: {counts.get('scored', 0)} scored, {counts.get('errored', 0)} errored, "
+         f"{counts.get('skipped', 0)} skipped; {result.cache['hits']} responses from cache, {result.cache['computed']} computed")
+    return result
+
+
+def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None,
+              echo: Callable[[str], None] = print) -> AuditOutcome:
+    from tunegate.evaluate import backend_class
+    from tunegate.gate import gate_files, load_policy
+    from tunegate.report import write_outputs
+    from tunegate.suite_loader import load_suites
+
+    cfg, base_dir = load_audit(Path(path))
+    # validate everything before a model loads
+    suites = load_suites([_resolve(base_dir, s) if s.endswith((".yaml", ".yml")) else s for s in cfg.suites])
+    policy_path = Path(_resolve(base_dir, cfg.policy))
+    load_policy(policy_path)
+    base = _resolve_spec(base_dir, cfg.base).model_copy(update={"label": cfg.base.label or "base"})
+    backend_class(base).check(base)
+    explicit = [_resolve_spec(base_dir, c) for c in cfg.candidates if isinstance(c, ModelSpec)]
+    for spec in explicit:
+        backend_class(spec).check(spec)
+    for c in cfg.candidates:
+        if isinstance(c, FinetuneCandidate):
+            _recipe_path(base_dir, c.finetune.recipe)
+            if not Path(_resolve(base_dir, c.finetune.data)).is_file():
+                raise UserError(f"finetune.data: {c.finetune.data}: training data not found")
+    out_dir = Path(out) if out else Path(_resolve(base_dir, cfg.out))
+    cache: Path | bool = Path(_resolve(base_dir, cfg.cache)) if cfg.cache else True
+    strict = cfg.strict if strict is None else strict
+
+    candidates: list[Candidate] = []
+    for c in cfg.candidates:
+        if isinstance(c, FinetuneCandidate):
+            candidates += _finetune_candidates(c.finetune, base, base_dir, echo)
+        else:
+            spec = _resolve_spec(base_dir, c)
+            candidates.append(Candidate(spec, spec.display_name))
+    labels = [c.label for c in candidates]
+    if len(set(labels)) != len(labels) or base.display_name in labels:
+        raise UserError("audit: candidate labels must be unique and differ from the base's; set `label:` on each")
+
+    echo(f"running {len(suites)} suite(s) on the base and {len(candidates)} candidate(s)")
+    runs_dir = out_dir / "runs"
+    base_path = runs_dir / "base" / "results.json"
+    base_run = _run_model(base, suites, cache, cfg.seed, base_path, echo)
+    cand_paths = []
+    for cand in candidates:
+        p = runs_dir / _slug(cand.label) / "results.json"
+        _run_model(cand.spec, suites, cache, cfg.seed, p, echo)
+        cand_paths.append(p)
+
+    comparison, verdict = gate_files(policy_path, base_path, cand_paths, strict=strict)
+    metric = cfg.recommend_by or default_task_metric(suites, base_run)
+    recommendation = recommend(comparison, verdict, metric)
+    comparison.audit = {"name": cfg.name, "description": cfg.description, "config": str(Path(path).resolve()),
+                        "recommendation": recommendation}
+    write_outputs(comparison, out_dir)
+    return AuditOutcome(verdict.exit_code, out_dir, verdict, comparison, recommendation,
+                        {"base": base_path, **{c.label: p for c, p in zip(candidates, cand_paths)}})
