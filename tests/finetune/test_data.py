@@ -152,3 +152,10 @@ def test_cli_bad_data_exits_2_before_loading_a_model(tmp_path: Path, tiny_model_
     err = capsys.readouterr().err
     assert "2 bad row(s)" in err and "line 1: field 'completion'" in err and "line 3: expected a JSON object" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name, rows, fmt", [("support_eval.jsonl", 12, "prompt_completion"),
+                                             ("example_chat.jsonl", 6, "chat")])
+def test_shipped_example_data_is_valid(name: str, rows: int, fmt: str) -> None:
+    data = load_jsonl(Path(__file__).resolve().parents[2] / "fine_tune" / "data" / name)
+    assert len(data.rows) == rows and data.format_counts == {fmt: rows}

@@ -126,7 +126,7 @@ def test_manifest_is_present_and_true(lora_run, tiny_llama_dir: Path, train_path
     assert m["recipe_hash"] == hashlib.sha256(json.dumps({k: v for k, v in m["recipe"].items()
                                                           if k != "lora_target_modules_resolved"},
                                                          sort_keys=True).encode()).hexdigest()
-    assert m["overrides"]["lora.r"] == 8 and m["auto"] == {}
+    assert m["overrides"]["lora.r"] == 8 and set(m["auto"]) == {"max_length"}  # epochs and lr were given
     assert m["devices"]["num_processes"] == 1 and m["devices"]["device_type"] == "cpu"
     assert set(m["libraries"]) >= {"torch", "transformers", "accelerate", "peft"}
     assert m["parameters"]["trainable"] < m["parameters"]["total"]
@@ -222,3 +222,23 @@ def test_two_process_accelerate_launch_on_cpu(tmp_path: Path, tiny_model_dir: Pa
     assert m["device_hours"] == pytest.approx(2 * m["wall_time_s"] / 3600)
     assert (out / "final" / "adapter_model.safetensors").is_file()
     assert m["eval_loss_history"][-1]["loss"] < m["eval_loss_history"][0]["loss"]
+
+
+def test_cli_on_the_shipped_recipe_and_data(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    """The documented command on the shipped example data; `auto` and the max_length clamp are recorded."""
+    from tunegate.cli import main
+
+    out = tmp_path / "cli"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNEGATE_CACHE", str(tmp_path / "cache"))
+        main(["finetune", str(ROOT / "fine_tune" / "sft-lora.yaml"), "--base", str(tiny_model_dir),
+              "--data", str(ROOT / "fine_tune" / "data" / "example_chat.jsonl"),
+              "--eval", str(ROOT / "fine_tune" / "data" / "support_eval.jsonl"),
+              "--out", str(out), "max_steps=3", "batch_size=4", "--no-progress"])
+    assert "wrote " in capsys.readouterr().out
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["steps"]["completed"] == 3
+    assert m["auto"]["epochs"]["value"] == 10 and m["auto"]["learning_rate"]["value"] == 2e-4  # N = 6 rows
+    assert m["auto"]["max_length"] == {"value": 128, "requested": 512, "rule": "clamped to the model's maximum positions"}
+    assert m["data"]["formats"] == {"chat": 6} and m["eval_data"]["rows"] == 12
+    assert m["recipe"]["lora_target_modules_resolved"] == ["c_attn"]  # peft's GPT-2 default

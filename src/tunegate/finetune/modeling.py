@@ -54,6 +54,21 @@ def load_tokenizer(ref: BaseModelRef) -> Any:
     return tok
 
 
+def model_positions(ref: BaseModelRef) -> int | None:
+    """The longest sequence the model's position embeddings allow, read from config.json (None if unknown)."""
+    import json
+
+    try:
+        cfg = json.loads((ref.folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("text_config", cfg) if isinstance(cfg, dict) else {}
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            return int(cfg[key])
+    return None
+
+
 def lora_target_modules(model: Any, requested: list[str] | str) -> list[str] | str:
     """peft's default targets for this architecture, or every linear layer when peft has none."""
     if requested != "auto":

@@ -29,8 +29,8 @@ from tunegate.finetune import data as fdata
 from tunegate.finetune.energy import EnergyMeter, combine
 from tunegate.finetune.manifest import (MANIFEST_NAME, TRAINER_STATE, TrainerState, build_manifest, checkpoint_record,
                                         data_block, write_manifest)
-from tunegate.finetune.modeling import (BaseModelRef, load_model, load_tokenizer, parameter_counts, resolve_base,
-                                        resolved_lora_targets, save_model_folder)
+from tunegate.finetune.modeling import (BaseModelRef, load_model, load_tokenizer, model_positions, parameter_counts,
+                                        resolve_base, resolved_lora_targets, save_model_folder)
 from tunegate.finetune.recipe import Recipe, load_recipe, parse_overrides, resolve_auto, resolve_precision, resolved_dict
 from tunegate.provenance import config_hash, now_iso
 
@@ -116,11 +116,18 @@ def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data
 
     fp = fingerprint_folder(ref.folder)
     tok = load_tokenizer(ref)
+    limit = model_positions(ref)
+    clamped: dict[str, Any] = {}
+    if limit is not None and recipe.max_length > limit:
+        clamped = {"max_length": {"value": limit, "requested": recipe.max_length,
+                                  "rule": "clamped to the model's maximum positions"}}
+        recipe = recipe.model_copy(update={"max_length": limit})
     train_tok = fdata.build_examples(train, tok, recipe.max_length, recipe.chat_template, recipe.packing)
     eval_tok = (fdata.build_examples(evalf, tok, recipe.max_length, recipe.chat_template, packing=False)
                 if evalf else None)
     n_kept = train_tok.rows - len(train_tok.dropped_for_length)
     recipe, auto = resolve_auto(recipe, n_kept)
+    auto.update(clamped)
     use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
     bf16_ok = (not use_cpu) and torch.cuda.is_bf16_supported()
     precision = resolve_precision(recipe.precision, on_gpu=not use_cpu, bf16_supported=bf16_ok)
