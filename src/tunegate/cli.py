@@ -121,6 +121,24 @@ def plugins() -> None:
 
 
 @cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Override the audit's output folder.")
+@click.option("--strict/--no-strict", default=None, help="Treat inconclusive rules as failures (overrides audit.yaml).")
+def audit(config: Path, out: Path | None, strict: bool | None) -> None:
+    """Run a whole audit from audit.yaml and exit with the gate's code."""
+    from tunegate.audit import run_audit
+    from tunegate.report import describe_verdict
+
+    outcome = run_audit(config, out=out, strict=strict, echo=click.echo)
+    for line in describe_verdict(outcome.verdict):
+        click.echo(line)
+    rec = outcome.recommendation or {}
+    click.echo(f"recommended: {rec.get('candidate') or 'none'} ({rec.get('reason', '')})")
+    click.echo(f"report: {outcome.out / 'report.html'}")
+    sys.exit(outcome.exit_code)
+
+
+@cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True)
 def demo(out: Path) -> None:
     """Offline demo: build a tiny model and evaluate it on the built-in suites."""
