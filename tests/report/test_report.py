@@ -172,3 +172,16 @@ def test_trend_chart_only_for_checkpoints_of_one_training_run(tmp_path: Path) ->
     mixed = compare_runs(b, [ck(10, "a"), ck(20, "b")], CompareSettings(n_resamples=200))
     write_outputs(mixed, tmp_path / "mixed", {})
     assert "Trend across checkpoints" not in (tmp_path / "mixed" / "report.html").read_text()
+
+
+def test_audit_recommendation_is_rendered_escaped(hostile: Path, tmp_path: Path) -> None:
+    comparison = Comparison.load(hostile)
+    comparison.audit = {"name": "a", "recommendation": {
+        "candidate": XSS[0], "metric": "qa/acc", "gain": 0.1, "reason": f"largest gain {XSS[2]}",
+        "rejected": {XSS[4]: "fail: refusal_rate regressed"}}}
+    write_outputs(comparison, tmp_path)
+    raw = (tmp_path / "report.html").read_text()
+    assert "Recommended: &lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;" in raw
+    assert "fail: refusal_rate regressed" in raw and "<svg onload" not in raw
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Recommended candidate:" in summary and "<script>" not in summary

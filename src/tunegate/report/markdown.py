@@ -42,6 +42,10 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         lines += [f"| {md_escape(cv.candidate)} | **{cv.status}** |" for cv in v.candidates]
         for cv in v.candidates:
             lines += [f"\n> Incomplete ({md_escape(cv.candidate)}): {md_escape(w, 300)}" for w in cv.incomplete]
+        rec = (comparison.audit or {}).get("recommendation")
+        if rec:
+            who = f"**{md_escape(rec['candidate'])}**" if rec.get("candidate") else "**none**"
+            lines += ["", f"Recommended candidate: {who} ({md_escape(rec.get('reason', ''), 300)})."]
         lines += ["", "### Rules", "", "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Reason |", "|---|---|---|---|---|---|---|"]
         for cv in v.candidates:
             for o in cv.outcomes:
