@@ -14,22 +14,24 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.backends.fake_openai_server import FakeOpenAIServer, hf_scorer
 from tests.kinds import register, write_suite
-from tunegate.backends._http import HttpCaller, RetryPolicy, parse_retry_after
+from tunegate.backends._http import HttpCaller, RetryPolicy, parse_retry_after, run_concurrently
 from tunegate.backends.openai import OpenAIBackend, parse_options, public_url
 from tunegate.cli import main
-from tunegate.errors import IncompleteError, UserError
+from tunegate.errors import IncompleteError, MissingDependencyError, UserError
 from tunegate.evaluate import evaluate
 from tunegate.model_spec import ModelSpec
 from tunegate.request import GenerateRequest, LoglikelihoodRequest
+
+httpx = pytest.importorskip("httpx", reason="the openai backend needs httpx: pip install 'tunegate[api]'")
 
 CANARY = "sk-tunegate-canary-7f3a9c1e5b2d4f60"
 FAST = {"max_retries": 2, "backoff": 0.0, "timeout": 0.5}
@@ -103,6 +105,33 @@ def test_retry_after_is_honoured_over_the_backoff(server: FakeOpenAIServer) -> N
     assert RetryPolicy(backoff=1.0, max_backoff=5.0, jitter=0.0).delay(6, None) == 5.0
 
 
+def test_an_interrupt_cancels_waiting_and_pending_calls(server: FakeOpenAIServer) -> None:
+    cancel = threading.Event()
+
+    def work(i: int) -> int:
+        if i == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        return i
+
+    with pytest.raises(KeyboardInterrupt):
+        run_concurrently(work, list(range(20)), 2, cancel=cancel)
+    assert cancel.is_set()
+    with httpx.Client(base_url=server.url + "/") as client:
+        caller = HttpCaller(client, RetryPolicy(max_retries=5, backoff=30.0))
+        caller.cancel.set()
+        t0 = time.perf_counter()
+        got = caller.call("POST", "completions", lambda d: d, body={"model": "fake-model", "prompt": "x [500]"})
+    assert got.category == "cancelled" and time.perf_counter() - t0 < 1.0  # type: ignore[union-attr]
+    assert server.hits["[500]"] == 0
+
+
+def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(MissingDependencyError, match=r"tunegate\[api\]"):
+        OpenAIBackend(ModelSpec(model="m", backend="openai", options={"base_url": "http://127.0.0.1:9/v1"}))
+
+
 # ---- answers, identity, concurrency -----------------------------------------------------------
 def test_generation_loglikelihood_and_identity_against_a_scripted_server(server: FakeOpenAIServer) -> None:
     backend = OpenAIBackend(spec_for(server.url))
@@ -168,6 +197,7 @@ def test_faults_retry_as_configured_and_error_only_the_affected_requests(server:
     assert "prompt is too long" in (by_prompt["x [bad]"].error or "")
     assert "timed out" in (by_prompt["x [hang]"].error or "")
     assert sum(r.error is not None for r in out) == 5
+    assert backend.identity()["http"]["retried"] == {"429": 2, "5xx": 4, "malformed": 2, "timeout": 2}
 
     no_malformed_retry = OpenAIBackend(spec_for(server.url, retry_malformed=False))
     before = server.hits["[malformed]"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import random
 import threading
 import time
@@ -24,6 +25,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger("tunegate.http")
 
 #: failure classes a call may retry
 RETRYABLE = frozenset({"429", "5xx", "timeout", "transport", "malformed"})
@@ -55,7 +58,7 @@ class RetryPolicy:
 
 @dataclass
 class CallFailure:
-    """Why a call failed for good: `category` is one of RETRYABLE, 'auth', 'http' (other 4xx)."""
+    """Why a call failed for good: `category` is one of RETRYABLE, 'auth', 'http' (other 4xx), 'cancelled'."""
 
     category: str
     message: str
@@ -70,12 +73,18 @@ class CallStats:
     attempts: int = 0
     retries: int = 0
     ok: int = 0
+    retried: dict[str, int] = field(default_factory=dict)  # failure category -> retries it caused
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
         with self.lock:
             for k, v in counts.items():
                 setattr(self, k, getattr(self, k) + v)
+
+    def retry(self, category: str) -> None:
+        with self.lock:
+            self.retries += 1
+            self.retried[category] = self.retried.get(category, 0) + 1
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -133,6 +142,8 @@ class HttpCaller:
         self.secrets = [s for s in secrets if s]
         self.sleep = sleep
         self.stats = CallStats()
+        #: set when the run is interrupted: no new attempts, no more waiting
+        self.cancel = threading.Event()
 
     def scrub(self, text: str) -> str:
         for s in self.secrets:
@@ -146,6 +157,8 @@ class HttpCaller:
             retry = retry - {"malformed"}
         attempt = 0
         while True:
+            if self.cancel.is_set():
+                return CallFailure("cancelled", "cancelled: the run was interrupted", attempts=attempt)
             failure, retry_after = self._attempt(method, path, parse, body)
             if not isinstance(failure, CallFailure):
                 self.stats.add(ok=1)
@@ -153,8 +166,14 @@ class HttpCaller:
             failure.attempts = attempt + 1
             if failure.category not in retry or attempt >= self.policy.max_retries:
                 return failure
-            self.stats.add(retries=1)
-            self.sleep(self.policy.delay(attempt, retry_after))
+            self.stats.retry(failure.category)
+            wait = self.policy.delay(attempt, retry_after)
+            log.info("retrying %s %s in %.1f s (attempt %d of %d): %s", method, path, wait, attempt + 2,
+                     self.policy.max_retries + 1, failure.message)
+            if self.sleep is time.sleep:
+                self.cancel.wait(wait)  # an interrupt ends the wait at once
+            else:
+                self.sleep(wait)
             attempt += 1
 
     def _attempt(self, method: str, path: str, parse: Callable[[Any], T],
@@ -186,12 +205,14 @@ class HttpCaller:
             return CallFailure("malformed", self.scrub(f"malformed response (HTTP {status}): {what}"[:300]), status), None
 
 
-def run_concurrently(fn: Callable[[T], R], items: list[T], concurrency: int) -> list[R]:
+def run_concurrently(fn: Callable[[T], R], items: list[T], concurrency: int,
+                     cancel: threading.Event | None = None) -> list[R]:
     """`[fn(x) for x in items]` on up to `concurrency` threads, in order.
 
     `fn` is expected to turn its own failures into values; an exception still
-    propagates (after cancelling the calls that have not started), so a
-    KeyboardInterrupt stops the run promptly.
+    propagates. On any exception (a KeyboardInterrupt above all) `cancel` is set
+    so calls in flight stop retrying and waiting, and calls not yet started are
+    dropped: the run stops within one request timeout.
     """
     if concurrency <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
@@ -199,5 +220,9 @@ def run_concurrently(fn: Callable[[T], R], items: list[T], concurrency: int) -> 
     try:
         futures = [pool.submit(fn, x) for x in items]
         return [f.result() for f in futures]
+    except BaseException:
+        if cancel is not None:
+            cancel.set()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

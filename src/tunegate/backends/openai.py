@@ -286,7 +286,8 @@ class OpenAIBackend(Backend):
             "weights_verifiable": False,
             "loglikelihood": "supported (echo + logprobs on /completions)" if self.loglikelihood_reason is None
             else f"unsupported: {self.loglikelihood_reason}",
-            "http": {"attempts": self.http.stats.attempts, "retries": self.http.stats.retries},
+            "http": {"attempts": self.http.stats.attempts, "retries": self.http.stats.retries,
+                     "retried": dict(sorted(self.http.stats.retried.items()))},
         }
 
     def _note(self, model: str | None, system_fingerprint: str | None) -> None:
@@ -351,8 +352,12 @@ class OpenAIBackend(Backend):
         return _Generation(text, choice.get("finish_reason"), tokens if isinstance(tokens, int) else None,
                            data.get("model"), data.get("system_fingerprint"))
 
+    def _pool(self, fn: Any, items: list[Any]) -> list[Any]:
+        self.http.cancel.clear()  # a previous interrupt does not poison a reused backend
+        return run_concurrently(fn, items, self.options.concurrency, cancel=self.http.cancel)
+
     def generate(self, requests: list[GenerateRequest]) -> list[Response]:
-        return run_concurrently(self._generate_one, requests, self.options.concurrency)
+        return self._pool(self._generate_one, requests)
 
     def _generate_one(self, req: GenerateRequest) -> Response:
         out = self.http.call("POST", self._gen_path, self._parse_generation, body=self._gen_body(req))
@@ -414,10 +419,10 @@ class OpenAIBackend(Backend):
             return [self._failed("loglikelihood", self.loglikelihood_reason) for _ in requests]
         split = [self._split(r) for r in requests]
         contexts = sorted({c for c, _ in split if c and c not in self._context_tokens})
-        counted = run_concurrently(self._count_tokens, contexts, self.options.concurrency)
+        counted = self._pool(self._count_tokens, contexts)
         failures = {c: n for c, n in zip(contexts, counted) if isinstance(n, CallFailure)}
         self._context_tokens.update({c: n for c, n in zip(contexts, counted) if isinstance(n, int)})
-        return run_concurrently(lambda cw: self._score_one(cw[0], cw[1], failures), split, self.options.concurrency)
+        return self._pool(lambda cw: self._score_one(cw[0], cw[1], failures), split)
 
     def _score_one(self, context: str, prompt: str, failures: dict[str, CallFailure]) -> Response:
         if context in failures:
