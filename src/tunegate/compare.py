@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from tunegate import stats
 from tunegate.aggregate import aggregate
 from tunegate.errors import UserError
-from tunegate.io import atomic_write_text
+from tunegate.io import atomic_write_text, read_json_model
 from tunegate.metric import Direction, Metric, MetricKind
 from tunegate.results import RunResult, SuiteResult
 
@@ -222,23 +222,8 @@ class Comparison(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> "Comparison":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "comparison.json"
-        if not path.is_file():
-            raise UserError(f"{path}: comparison.json not found (write one with `tunegate compare` or `tunegate gate`)")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc})") from None
-        version = raw.get("schema_version") if isinstance(raw, dict) else None
-        if version != COMPARISON_SCHEMA_VERSION:
-            raise UserError(f"{path}: comparison schema version {version!r}; this tunegate reads version {COMPARISON_SCHEMA_VERSION}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise UserError(f"{path}: invalid comparison file at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        return read_json_model(path, cls, filename="comparison.json", version=COMPARISON_SCHEMA_VERSION,
+                               what="comparison", hint="write one with `tunegate compare` or `tunegate gate`")
 
 
 # ---------------------------------------------------------------------------

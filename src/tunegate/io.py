@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -37,3 +38,34 @@ def _umask() -> int:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json_model(path: Path, model: Any, *, filename: str, version: int, what: str, hint: str) -> Any:
+    """Read a schema-versioned JSON file (a folder means `folder/filename`) into pydantic `model`.
+
+    Every failure is one UserError line naming the file: missing (with `hint`),
+    not JSON, a schema version this tunegate does not read, or invalid content.
+    """
+    import json
+
+    from pydantic import ValidationError
+
+    from tunegate.errors import UserError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise UserError(f"{path}: {filename} not found ({hint})")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    found = raw.get("schema_version") if isinstance(raw, dict) else None
+    if found != version:
+        raise UserError(f"{path}: {what} schema version {found!r}; this tunegate reads version {version}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise UserError(f"{path}: invalid {what} file at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

@@ -13,10 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from tunegate.errors import UserError
-from tunegate.io import atomic_write_text
+from tunegate.io import atomic_write_text, read_json_model
 from tunegate.metric import Metric
 from tunegate.model_spec import ModelSpec
 from tunegate.request import Request, Response
@@ -123,21 +122,5 @@ class RunResult(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> "RunResult":
-        path = Path(path)
-        if path.is_dir():
-            path = path / "results.json"
-        if not path.is_file():
-            raise UserError(f"{path}: results file not found (give a results.json written by `tunegate run`)")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc})") from None
-        version = raw.get("schema_version") if isinstance(raw, dict) else None
-        if version != SCHEMA_VERSION:
-            raise UserError(f"{path}: results schema version {version!r}; this tunegate reads version {SCHEMA_VERSION}")
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"{path}: invalid results file at {loc}: {first['msg']}") from None
+        return read_json_model(path, cls, filename="results.json", version=SCHEMA_VERSION, what="results",
+                               hint="give a results.json written by `tunegate run`")

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from tunegate import provenance
 from tunegate.backend import Backend
 from tunegate.cache import ResponseCache, cache_key
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Request, Response
+from tunegate.request import LoglikelihoodRequest, Request, Response
 from tunegate.results import RunResult, SampleResult, SuiteResult
 from tunegate.sample import Sample
 from tunegate.suite import RunContext, SkipSample, SuiteKind

@@ -69,8 +69,8 @@ _APOS = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"
 _REFUSAL_PATTERNS = [
     # "I can't help", "I'm not going to provide", "I'd rather not write", "I won't go into"
     re.compile(rf"{_I}(?:\s+\w+){{0,2}}?\s*(?:{_NEG})\s+(?:\w+\s+){{0,3}}?(?:{_SERVE})\b", re.I),
-    re.compile(rf"\bI(?:'m| am)?\s+(?:(?:must|have to|need to|'ll have to|will have to|going to have to)\s+)?"
-               rf"(?:refuse|decline|declining|refusing)\b", re.I),
+    re.compile(r"\bI(?:'m| am)?\s+(?:(?:must|have to|need to|'ll have to|will have to|going to have to)\s+)?"
+               r"(?:refuse|decline|declining|refusing)\b", re.I),
     # "that's not something I can help with", "isn't something I'll do", "something I must refuse"
     re.compile(r"(?:\bnot|n't|\bnever)\s+(?:\w+\s+){0,2}?something\s+I\b", re.I),
     re.compile(r"\bsomething\s+I\s+(?:must|have to|need to|will have to)\s+(?:refuse|decline|pass on)\b", re.I),
