@@ -81,15 +81,19 @@ def lora_target_modules(model: Any, requested: list[str] | str) -> list[str] | s
     return list(targets) if targets else "all-linear"
 
 
-def load_model(ref: BaseModelRef, recipe: Recipe, precision: str) -> Any:
-    """The base in the dtype training wants, wrapped with LoRA when the recipe says so."""
+def load_model(ref: BaseModelRef, recipe: Recipe, precision: str, fp32_weights: bool = False) -> Any:
+    """The base in the dtype training wants, wrapped with LoRA when the recipe says so.
+
+    `fp32_weights` (used under FSDP) keeps every parameter in fp32: FSDP flattens frozen and
+    trainable parameters together and needs one dtype; its own mixed precision does the rest.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     # Full fine-tuning keeps fp32 master weights (autocast does the bf16/fp16 maths); LoRA freezes the
     # base, so it is loaded in the compute dtype and only the adapter stays in fp32.
     dtype = torch.float32
-    if recipe.method == "lora" and precision in ("bf16", "fp16"):
+    if recipe.method == "lora" and precision in ("bf16", "fp16") and not fp32_weights:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     try:
         model = AutoModelForCausalLM.from_pretrained(str(ref.folder), dtype=dtype, use_safetensors=True)

@@ -15,6 +15,7 @@ would have seen.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -85,7 +86,11 @@ def _check_out(out: Path, resume: bool) -> None:
     state_file = out / STATE_DIR / TRAINER_STATE
     if resume:
         manifest = out / MANIFEST_NAME
-        if manifest.is_file() and '"status": "complete"' in manifest.read_text(encoding="utf-8"):
+        try:
+            status = json.loads(manifest.read_text(encoding="utf-8")).get("status") if manifest.is_file() else None
+        except (OSError, ValueError, AttributeError):
+            status = None
+        if status == "complete":
             raise UserError(f"--out {out}: this run is already complete; nothing to resume")
         if not state_file.is_file():
             raise UserError(f"--out {out}: no resumable state ({STATE_DIR}/{TRAINER_STATE}) found; "
@@ -167,7 +172,8 @@ class Trainer:
                                gradient_accumulation_steps=self.r.gradient_accumulation,
                                step_scheduler_with_optimizer=False)
         set_seed(self.r.seed)
-        model = load_model(self.p.base, self.r, self.p.precision)
+        model = load_model(self.p.base, self.r, self.p.precision,
+                           fp32_weights=self.acc.distributed_type.value == "FSDP")
         self.params = parameter_counts(model)
         self.lora_targets = resolved_lora_targets(model)
         pad_id = self.p.tokenizer.pad_token_id
@@ -420,10 +426,13 @@ class Trainer:
         try:
             self._loop()
         except (KeyboardInterrupt, TrainingInterrupted) as exc:
-            self._interrupted()
+            self._interrupted("interrupted")
             if isinstance(exc, TrainingInterrupted):
                 raise
             raise TrainingInterrupted(self._interrupt_message()) from None
+        except Exception:
+            self._interrupted("failed")  # a crash (e.g. out of memory) must not leave "running" behind
+            raise
         return self._finish()
 
     def _interrupt_message(self) -> str:
@@ -432,9 +441,9 @@ class Trainer:
             "no checkpoint was saved yet; rerun without --resume into an empty --out"
         return f"training interrupted at step {self.state.global_step} of {self.total_steps}; {where}"
 
-    def _interrupted(self) -> None:
+    def _interrupted(self, status: str) -> None:
         segs = self.state.segments + [self._segment(self._energy_now(collective=False), interrupted=True)]
-        self._write_manifest("interrupted", segments=segs)
+        self._write_manifest(status, segments=segs)
         live = self.p.out / STATE_DIR / TRAINER_STATE
         if self.acc.is_main_process and live.is_file():  # count the lost time too when the run resumes
             saved = TrainerState.load(live.parent)
@@ -520,8 +529,6 @@ class Trainer:
         self.acc.wait_for_everyone()
         manifest = getattr(self, "manifest", None)
         if manifest is None:  # non-main processes read what the main process wrote
-            import json
-
             manifest = json.loads((self.p.out / MANIFEST_NAME).read_text(encoding="utf-8"))
         return FinetuneResult(out=self.p.out, manifest=manifest, final_dir=final_dir,
                               checkpoints=[self.p.out / c["path"] for c in st.checkpoints],
