@@ -163,14 +163,15 @@ def test_checkpoint_record_is_what_the_harness_shows(lora_run, tiny_llama_dir: P
 
 def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_model_dir: Path, train_path: Path) -> None:
     over = ["epochs=6", "batch_size=2", "learning_rate=0.01", "lora.dropout=0.1", "save_every_epoch=false",
-            "save_every_steps=4", "warmup_ratio=0.2"]
+            "save_every_steps=3", "warmup_ratio=0.2"]  # 2 steps per epoch: step 3 is mid-epoch
     straight = _run(tmp_path, tiny_model_dir, train_path, "straight", over)
     with pytest.raises(TrainingInterrupted, match="step 6"):
         _run(tmp_path, tiny_model_dir, train_path, "cut", over, stop_after_step=6)
     cut = tmp_path / "cut"
     m = json.loads((cut / "manifest.json").read_text())
-    assert m["status"] == "interrupted" and [c["step"] for c in m["checkpoints"]] == [4]
-    assert json.loads((cut / "state" / "trainer_state.json").read_text())["global_step"] == 4
+    assert m["status"] == "interrupted" and [c["step"] for c in m["checkpoints"]] == [3]
+    saved = json.loads((cut / "state" / "trainer_state.json").read_text())
+    assert (saved["global_step"], saved["epoch"], saved["batches_in_epoch"]) == (3, 1, 1)
     with pytest.raises(UserError, match="already holds a fine-tuning run"):
         _run(tmp_path, tiny_model_dir, train_path, "cut", over)
     with pytest.raises(UserError, match="recipe"):
@@ -182,9 +183,9 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_model_dir: Pa
     assert [h["loss"] for h in b["train_loss_history"]] == pytest.approx([h["loss"] for h in a["train_loss_history"]],
                                                                          abs=1e-5)
     assert [h["lr"] for h in b["train_loss_history"]] == pytest.approx([h["lr"] for h in a["train_loss_history"]])
-    assert [c["step"] for c in b["checkpoints"]] == [4, 8]
+    assert [c["step"] for c in b["checkpoints"]] == [3, 6, 9]
     assert b["eval_loss_history"][-1]["loss"] == pytest.approx(a["eval_loss_history"][-1]["loss"], abs=1e-5)
-    assert len(b["segments"]) == 2 and b["segments"][0]["interrupted"] and b["segments"][1]["steps"] == [4, 12]
+    assert len(b["segments"]) == 2 and b["segments"][0]["interrupted"] and b["segments"][1]["steps"] == [3, 12]
     with pytest.raises(UserError, match="already complete"):
         _run(tmp_path, tiny_model_dir, train_path, "cut", over, resume=True)
 

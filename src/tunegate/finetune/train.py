@@ -181,8 +181,11 @@ class Trainer:
             pad_id = self.p.tokenizer.eos_token_id if self.p.tokenizer.eos_token_id is not None else 0
         self.pad_id = int(pad_id)
         self.dataset = fdata.ExampleDataset(self.p.train_tok.examples)
+        # The loader gets its own generator: starting an iterator draws a seed from it, and drawing from
+        # the global RNG instead would shift the dropout masks of a resumed run against an uninterrupted one.
         loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.r.batch_size, shuffle=False,  # type: ignore[arg-type]
-                                             collate_fn=lambda b: fdata.collate(b, self.pad_id))
+                                             collate_fn=lambda b: fdata.collate(b, self.pad_id),
+                                             generator=torch.Generator().manual_seed(self.r.seed))
         trainable = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in trainable if p.ndim >= 2]
         no_decay = [p for p in trainable if p.ndim < 2]
