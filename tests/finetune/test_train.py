@@ -190,6 +190,17 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path, tiny_model_dir: Pa
         _run(tmp_path, tiny_model_dir, train_path, "cut", over, resume=True)
 
 
+def test_interrupted_before_any_checkpoint_starts_over(tmp_path: Path, tiny_model_dir: Path, train_path: Path) -> None:
+    over = ["epochs=2", "batch_size=2", "save_every_epoch=false", "save_every_steps=3"]
+    with pytest.raises(TrainingInterrupted, match="rerun the same command without --resume"):
+        _run(tmp_path, tiny_model_dir, train_path, "early", over, stop_after_step=1)
+    with pytest.raises(UserError, match="no resumable state"):
+        _run(tmp_path, tiny_model_dir, train_path, "early", over, resume=True)
+    again = _run(tmp_path, tiny_model_dir, train_path, "early", over)
+    assert again.manifest["status"] == "complete" and again.manifest["steps"]["completed"] == 4
+    assert [c["step"] for c in again.manifest["checkpoints"]] == [3]
+
+
 def test_lora_on_a_tied_output_layer_is_refused(tmp_path: Path, tiny_model_dir: Path, train_path: Path) -> None:
     with pytest.raises(UserError, match="ties to its input embeddings"):
         _run(tmp_path, tiny_model_dir, train_path, "tied", ["lora.target_modules=[c_attn,lm_head]", "epochs=1"])

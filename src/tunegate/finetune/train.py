@@ -96,7 +96,8 @@ def _check_out(out: Path, resume: bool) -> None:
             raise UserError(f"--out {out}: no resumable state ({STATE_DIR}/{TRAINER_STATE}) found; "
                             "a run can only resume after its first checkpoint; drop --resume to start over")
         return
-    if out.exists() and (any(out.glob("checkpoint-*")) or (out / MANIFEST_NAME).exists() or (out / "final").exists()):
+    # A run interrupted before its first checkpoint left only a manifest: starting over is safe.
+    if out.exists() and (any(out.glob("checkpoint-*")) or (out / "final").exists() or state_file.is_file()):
         raise UserError(f"--out {out}: already holds a fine-tuning run; pass --resume to continue it, "
                         "or choose an empty --out folder")
 
@@ -211,10 +212,9 @@ class Trainer:
         if self.acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.acc.device)
 
-    def _restore(self) -> None:
-        """Load state/ (optimizer, scheduler, RNG) and, for LoRA, the adapter of the last checkpoint."""
-        state_dir = self.p.out / STATE_DIR
-        saved = TrainerState.load(state_dir)
+    def _check_resumable(self) -> None:
+        """Refuse to resume with another recipe, data or base, before any model loads."""
+        saved = TrainerState.load(self.p.out / STATE_DIR)
         mismatches = [name for name, a, b in (
             ("recipe (after overrides and auto)", saved.recipe_hash, self.recipe_hash),
             ("training data", saved.data_sha256, self.p.train.sha256),
@@ -223,6 +223,11 @@ class Trainer:
         if mismatches:
             raise UserError(f"--resume {self.p.out}: the {', '.join(mismatches)} differ from the interrupted run; "
                             "rerun with exactly the same recipe, overrides, data and base, or use a new --out")
+
+    def _restore(self) -> None:
+        """Load state/ (optimizer, scheduler, RNG) and, for LoRA, the adapter of the last checkpoint."""
+        state_dir = self.p.out / STATE_DIR
+        saved = TrainerState.load(state_dir)
         self.acc.load_state(str(state_dir))
         if self.r.method == "lora" and self.acc.distributed_type.value != "FSDP":
             from peft import set_peft_model_state_dict
@@ -411,6 +416,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> FinetuneResult:
         self.segment_iso = now_iso()
+        if self.p.resume:
+            self._check_resumable()
         self._setup()  # starts the process group: every process has passed prepare()'s checks by now
         if self.acc.is_main_process:
             self.p.out.mkdir(parents=True, exist_ok=True)
@@ -428,10 +435,8 @@ class Trainer:
         self._write_manifest("running")
         try:
             self._loop()
-        except (KeyboardInterrupt, TrainingInterrupted) as exc:
+        except (KeyboardInterrupt, TrainingInterrupted):
             self._interrupted("interrupted")
-            if isinstance(exc, TrainingInterrupted):
-                raise
             raise TrainingInterrupted(self._interrupt_message()) from None
         except Exception:
             self._interrupted("failed")  # a crash (e.g. out of memory) must not leave "running" behind
@@ -441,7 +446,7 @@ class Trainer:
     def _interrupt_message(self) -> str:
         last = self.state.checkpoints[-1]["step"] if self.state.checkpoints else None
         where = f"the last checkpoint is step {last}; rerun with --resume" if last is not None else \
-            "no checkpoint was saved yet; rerun without --resume into an empty --out"
+            "no checkpoint was saved yet; rerun the same command without --resume to start over"
         return f"training interrupted at step {self.state.global_step} of {self.total_steps}; {where}"
 
     def _interrupted(self, status: str) -> None:
