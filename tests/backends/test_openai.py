@@ -344,18 +344,32 @@ def test_canary_key_appears_in_no_file_the_run_writes(tmp_path: Path, monkeypatc
 
 
 # ---- a real OpenAI-compatible server: `transformers serve` ----------------------------------------
+CHAT_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}assistant:{% endif %}")
+
+
 @pytest.fixture(scope="module")
-def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`transformers serve` pinned to the tiny local model on a free loopback port; yields the base URL."""
+def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`transformers serve` pinned to a copy of the tiny model (plus a chat template) on a free loopback port.
+
+    Yields (base URL, model folder); the `hf` backend loads the same folder for the comparisons.
+    """
+    import json
+    import shutil
+
     missing = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
     exe = Path(sys.executable).parent / "transformers"
     if missing or not exe.exists():
         pytest.skip(f"transformers serve needs transformers[serving] (missing: {', '.join(missing) or exe})")
+    work = tmp_path_factory.mktemp("serve")
+    model_dir = Path(shutil.copytree(tiny_model_dir, work / "tiny-chat"))
+    tok_config = model_dir / "tokenizer_config.json"
+    tok_config.write_text(json.dumps({**json.loads(tok_config.read_text()), "chat_template": CHAT_TEMPLATE}))
     port = closed_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = work / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_PROXY": "127.0.0.1"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "serve", str(tiny_model_dir), "--host", "127.0.0.1", "--port", str(port),
+        proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
                                  "--device", "cpu", "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -370,7 +384,7 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             if time.monotonic() > deadline:
                 pytest.fail(f"transformers serve did not answer /health in 120 s:\n{log.read_text()[-2000:]}")
             time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}/v1", model_dir
     finally:
         proc.terminate()
         try:
@@ -381,21 +395,59 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.mark.slow
-def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: str, tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("chat", [False, True], ids=["completions", "chat"])
+def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: tuple[str, Path], chat: bool) -> None:
     from tunegate.backends.hf import HFBackend
+
+    url, model_dir = served
 
     reqs = [GenerateRequest(prompt=p, max_new_tokens=12, stop=stop) for p, stop in [
         ("The customer asked how to", ()), ("Please restart the router,", ()), ("Question: What is the capital of", ()),
         ("Your refund was", ()), ("I cannot help with", ("th",))]]
-    want = HFBackend(ModelSpec(model=str(tiny_model_dir))).generate(reqs)
-    backend = OpenAIBackend(ModelSpec(model=str(tiny_model_dir), backend="openai",
-                                      options={"base_url": served, "concurrency": 2, "timeout": 60}))
+    want = HFBackend(ModelSpec(model=str(model_dir), chat_template=chat)).generate(reqs)
+    backend = OpenAIBackend(ModelSpec(model=str(model_dir), backend="openai", chat_template=chat,
+                                      options={"base_url": url, "concurrency": 2, "timeout": 60}))
+    assert backend.endpoint == ("chat" if chat else "completions")
     got = backend.generate(reqs)
     assert [g.error for g in got] == [None] * len(reqs)
     assert [g.text for g in got] == [w.text for w in want]
-    assert (got[-1].text, got[-1].finish_reason) == (" wi", "stop")  # the server keeps the stop string; we cut it
+    assert [g.finish_reason for g in got] == [w.finish_reason for w in want]  # stop strings cut client-side too
     ident = backend.identity()
-    assert ident["server_model"] == f"{tiny_model_dir}@main" and ident["weights_verifiable"] is False
+    assert ident["server_model"] == f"{model_dir}@main" and ident["weights_verifiable"] is False
     # transformers serve ignores echo/logprobs: log-likelihood suites are skipped for it, with the reason
     assert backend.supports == {"generate"}
     assert "does not return prompt log-probabilities" in ident["loglikelihood"]
+
+
+@pytest.mark.slow
+def test_cli_run_through_transformers_serve_matches_hf_and_resumes_from_cache(
+        served: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole pipeline (CLI, cache, scoring, metrics) gives the API model the same results as `hf`."""
+    import json
+
+    from tunegate.results import RunResult
+
+    url, model_dir = served
+    rows = [{"id": f"r{i}", "question": q, "answer": a} for i, (q, a) in enumerate([
+        ("How do I reset my password?", "Open settings, choose account, then select reset."),
+        ("Where is my refund?", "Your refund was processed and should arrive within five business days."),
+        ("My router is down.", "Please restart the router, wait thirty seconds, and try again."),
+        ("What is the capital of France?", "Paris."),
+    ])]
+    (tmp_path / "mini.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    suite = tmp_path / "mini.yaml"
+    suite.write_text("name: mini_gen\nkind: generation\ndata: mini.jsonl\nfields: {prompt: question, reference: answer}\n"
+                     "options: {prompt_template: \"Customer: {prompt}\\nAgent:\", stop: [\"\\n\"], max_new_tokens: 16}\n")
+    want = evaluate(ModelSpec(model=str(model_dir)), [str(suite)], cache_path=None)
+    args = ["run", "--backend", "openai", "--model", str(model_dir), "--suites", str(suite),
+            "--cache", str(tmp_path / "cache.sqlite"), "--option", f"base_url={url}"]
+    for attempt, out in enumerate(("first", "again")):
+        try:
+            main(args + ["--out", str(tmp_path / out)])  # returns normally on success
+        except SystemExit as exc:
+            pytest.fail(f"tunegate run exited with {exc.code}: {capsys.readouterr().err}")
+        assert f"{0 if attempt == 0 else 4} from cache, {4 if attempt == 0 else 0} computed" in capsys.readouterr().out
+        got = RunResult.load(tmp_path / out / "results.json")
+        assert [s.responses[0].text for s in got.suites[0].samples] == [s.responses[0].text for s in want.suites[0].samples]
+        assert {m.name: m.value for m in got.suites[0].metrics} == {m.name: m.value for m in want.suites[0].metrics}
+        assert got.model_identity["weights_verifiable"] is False and got.complete
