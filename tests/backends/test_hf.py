@@ -240,3 +240,24 @@ def test_shared_prefix_on_llama_matches_direct(llama: HFBackend) -> None:
             for x in (" Paris.", " Lyon or maybe Marseille", " z")]
     for req, resp in zip(reqs, llama.loglikelihood(reqs)):
         assert resp.loglikelihood == pytest.approx(direct_loglikelihood(llama, req.context, req.continuation)[0], abs=1e-4)
+
+
+def test_hub_id_resolves_from_the_local_hub_cache_offline(tiny_model_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, gpt2: HFBackend) -> None:
+    """A hub id goes through huggingface_hub's snapshot lookup; offline, the local cache answers."""
+    import huggingface_hub.constants as hub_constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--acme--tiny-support"
+    snap = repo / "snapshots" / commit
+    shutil.copytree(tiny_model_dir, snap)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    HFBackend.check(ModelSpec(model="acme/tiny-support"))  # not a local path: no folder checks
+    hub = HFBackend(ModelSpec(model="acme/tiny-support"))
+    assert hub.folder == snap
+    assert hub.fingerprint() == gpt2.fingerprint()  # same bytes, same identity
+    with pytest.raises(UserError, match="could not fetch from the hub"):
+        HFBackend(ModelSpec(model="acme/not-cached"))
