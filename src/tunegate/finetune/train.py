@@ -167,6 +167,9 @@ class Trainer:
         from accelerate.state import AcceleratorState, GradientState
         from accelerate.utils import set_seed
 
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the training bar is the one users read
         AcceleratorState._reset_state()  # several runs in one Python process (tests, notebooks)
         GradientState._reset_state()
         self.acc = Accelerator(cpu=self.p.use_cpu, mixed_precision=MIXED[self.p.precision],
