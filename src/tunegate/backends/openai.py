@@ -253,10 +253,7 @@ class OpenAIBackend(Backend):
             if got.category == "429":
                 raise IncompleteError(f"{self.public_url}: rate-limited while probing for prompt log-probabilities "
                                       f"({got.message}, after {got.attempts} attempt(s)); try again later")
-            if got.category == "malformed":
-                reason = "it ignores echo/logprobs on /completions"
-                break
-            reason = got.message
+            reason = "it ignores echo/logprobs on /completions" if got.category == "malformed" else got.message
         return (f"the server at {self.public_url} does not return prompt log-probabilities for {self.api_model!r} "
                 f"({reason}); suites that need log-likelihoods are skipped for this model")
 
