@@ -82,8 +82,14 @@ def _relative_to(recipe_path: Path | None, value: str | None) -> Path | None:
     return p if p.is_absolute() or recipe_path is None else (Path(recipe_path).parent / p)
 
 
-def _check_out(out: Path, resume: bool) -> None:
+def _check_out(out: Path, resume: bool) -> bool:
+    """Refuse to overwrite a run or to resume what cannot be resumed; return whether to resume.
+
+    A run stopped before its first checkpoint left only a manifest: with or without
+    `--resume` it simply starts over, which is what resuming it would amount to.
+    """
     state_file = out / STATE_DIR / TRAINER_STATE
+    saved = any(out.glob("checkpoint-*")) or (out / "final").exists() if out.exists() else False
     if resume:
         manifest = out / MANIFEST_NAME
         try:
@@ -92,14 +98,16 @@ def _check_out(out: Path, resume: bool) -> None:
             status = None
         if status == "complete":
             raise UserError(f"--out {out}: this run is already complete; nothing to resume")
-        if not state_file.is_file():
-            raise UserError(f"--out {out}: no resumable state ({STATE_DIR}/{TRAINER_STATE}) found; "
-                            "a run can only resume after its first checkpoint; drop --resume to start over")
-        return
-    # A run interrupted before its first checkpoint left only a manifest: starting over is safe.
-    if out.exists() and (any(out.glob("checkpoint-*")) or (out / "final").exists() or state_file.is_file()):
+        if state_file.is_file():
+            return True
+        if saved:
+            raise UserError(f"--out {out}: has checkpoints but no resumable state ({STATE_DIR}/{TRAINER_STATE}); "
+                            "choose an empty --out folder")
+        return False
+    if saved or state_file.is_file():
         raise UserError(f"--out {out}: already holds a fine-tuning run; pass --resume to continue it, "
                         "or choose an empty --out folder")
+    return False
 
 
 def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data: Path | None, out: Path,
@@ -116,7 +124,7 @@ def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data
     train = fdata.load_jsonl(train_path, "training data")
     evalf = fdata.load_jsonl(eval_path, "eval data") if eval_path else None
     out = Path(out).resolve()
-    _check_out(out, resume)
+    resume = _check_out(out, resume)
     ref = resolve_base(base)
     from tunegate.fingerprint import fingerprint_folder
 
