@@ -23,7 +23,12 @@ import pytest
 
 from tests.backends.fake_openai_server import FakeOpenAIServer, hf_scorer
 from tests.kinds import register, write_suite
-from tunegate.backends._http import HttpCaller, RetryPolicy, parse_retry_after, run_concurrently
+from tunegate.backends._http import (
+    HttpCaller,
+    RetryPolicy,
+    parse_retry_after,
+    run_concurrently,
+)
 from tunegate.backends.openai import OpenAIBackend, parse_options, public_url
 from tunegate.cli import main
 from tunegate.errors import IncompleteError, MissingDependencyError, UserError

@@ -41,7 +41,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate.backend import Backend
-from tunegate.backends._http import CallFailure, HttpCaller, Malformed, RetryPolicy, run_concurrently
+from tunegate.backends._http import (
+    CallFailure,
+    HttpCaller,
+    Malformed,
+    RetryPolicy,
+    run_concurrently,
+)
 from tunegate.config import format_validation_error
 from tunegate.errors import IncompleteError, MissingDependencyError, UserError
 from tunegate.model_spec import ModelSpec
