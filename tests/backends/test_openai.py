@@ -46,6 +46,8 @@ FAST = {"max_retries": 2, "backoff": 0.0, "timeout": 0.5}
 def _kind(monkeypatch: pytest.MonkeyPatch) -> None:
     register()
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    for var in ("NO_PROXY", "no_proxy"):  # a CI proxy must never see loopback traffic
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
 
 
 @pytest.fixture
@@ -374,15 +376,17 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     log = work / "serve.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_PROXY": "127.0.0.1"}
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-                                 "--device", "cpu", "--log-level", "warning"], stdout=out, stderr=subprocess.STDOUT, env=env)
+        cmd = [str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+               "--log-level", "warning"]
+        watchdog = shutil.which("timeout")  # coreutils: the server ends by itself even if pytest is killed
+        proc = subprocess.Popen(([watchdog, "900"] if watchdog else []) + cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1, trust_env=False).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
