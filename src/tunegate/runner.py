@@ -67,6 +67,8 @@ class Runner:
                 unsupported = sorted({r.kind for r in reqs} - set(self.backend.supports))
                 if unsupported:
                     reason = f"the {self.backend.name} backend cannot answer {', '.join(unsupported)} requests for this model"
+                    why = [w for k in unsupported if (w := getattr(self.backend, "unsupported_reasons", {}).get(k))]
+                    reason += f": {'; '.join(why)}" if why else ""
                     pending.append(_Pending(suite, sample, reqs, [], skip_reason=reason))
                     continue
                 keys = [cache_key(fingerprint, settings, r) for r in reqs]

@@ -240,6 +240,7 @@ def test_server_without_prompt_logprobs_skips_loglikelihood_samples_with_a_reaso
         result = evaluate(backend.spec, [str(suite)], cache_path=None, backend=backend)
     sample = result.suites[0].samples[0]
     assert sample.status == "skipped" and "cannot answer loglikelihood" in (sample.reason or "")
+    assert "ignores echo/logprobs" in (sample.reason or "")  # the probe's finding, in every skipped sample
     assert result.complete
 
 

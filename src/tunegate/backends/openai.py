@@ -211,6 +211,8 @@ class OpenAIBackend(Backend):
             raise
         kinds = {"generate"} | ({"loglikelihood"} if self.loglikelihood_reason is None else set())
         self.supports = frozenset(kinds)  # type: ignore[misc]  # per server, after the probe
+        #: why a request kind is missing from `supports`; the runner adds it to each skipped sample's reason
+        self.unsupported_reasons = {} if self.loglikelihood_reason is None else {"loglikelihood": self.loglikelihood_reason}
 
     def _fatal(self, failure: CallFailure, what: str) -> None:
         """Raise for failures that end the run before it starts: bad key (exit 2), no server (exit 3)."""
