@@ -89,6 +89,8 @@ def test_options_refuse_keys_and_credentials_without_echoing_them() -> None:
         assert CANARY not in str(exc.value)
     assert public_url("https://api.example.com:8443/v1/?api-version=2024#x") == "https://api.example.com:8443/v1"
     assert parse_options(ModelSpec(model="m", backend="openai")).base_url == "https://api.openai.com/v1"
+    # `--option loglikelihood=off` reaches us as False: YAML 1.1 reads `off` as a boolean
+    assert parse_options(ModelSpec(model="m", backend="openai", options={"loglikelihood": False})).loglikelihood == "off"
 
 
 def test_named_key_variable_must_be_set_and_adapters_do_not_apply(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tunegate.backend import Backend
 from tunegate.backends._http import (
@@ -81,6 +81,12 @@ class OpenAIOptions(BaseModel):
     bos_text: str | None = Field(None, description="text of the BOS token, used as the context of empty-context requests")
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     seed: bool = Field(True, description="send each request's seed")
+
+    @field_validator("loglikelihood", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """`--option loglikelihood=off` arrives as False (YAML 1.1 reads `off` as a boolean)."""
+        return {False: "off", True: "auto"}.get(value, value) if isinstance(value, bool) else value
 
 
 def parse_options(spec: ModelSpec) -> OpenAIOptions:
