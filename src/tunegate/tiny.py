@@ -47,8 +47,13 @@ def build_tokenizer(out: Path, corpus: Iterable[str] | None = None, vocab_size: 
 
 def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, n_positions: int = 128,
                      hidden: int = 32, layers: int = 2, heads: int = 2, corpus: Iterable[str] | None = None,
-                     vocab_size: int = 512) -> Path:
-    """Random-init tiny causal LM + tokenizer saved (safetensors) under `out`; returns `out`."""
+                     vocab_size: int = 512, pad_vocab_to: int | None = None) -> Path:
+    """Random-init tiny causal LM + tokenizer saved (safetensors) under `out`; returns `out`.
+
+    `pad_vocab_to` gives the model more embedding rows than the tokenizer has
+    tokens (as real checkpoints pad their vocabulary, e.g. Pythia's 50,304), so a
+    small model can have a realistic LM-head cost.
+    """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -56,12 +61,13 @@ def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, n_positions: 
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out, corpus, vocab_size)
     torch.manual_seed(seed)
+    n_vocab = max(len(tok), pad_vocab_to or 0)
     if arch == "gpt2":
-        cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=hidden, n_layer=layers, n_head=heads,
+        cfg = GPT2Config(vocab_size=n_vocab, n_positions=n_positions, n_embd=hidden, n_layer=layers, n_head=heads,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
         model: Any = GPT2LMHeadModel(cfg)
     elif arch == "llama":
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                           num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=n_positions,
                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
         model = LlamaForCausalLM(cfg)

@@ -190,8 +190,9 @@ def loglikelihood(backend: "HFBackend", requests: list[LoglikelihoodRequest]) ->
     n_tokens = [0] * len(requests)
     by_context: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
     rows: list[_Row] = []
+    memo: dict[str, list[int]] = {}
     for i, req in enumerate(requests):
-        ctx, cont = encode_pair(tok, req.context, req.continuation)
+        ctx, cont = encode_pair(tok, req.context, req.continuation, memo)
         n_tokens[i] = len(cont)
         if not cont:
             continue

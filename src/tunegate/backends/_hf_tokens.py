@@ -27,8 +27,13 @@ def encode(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
-    """(context ids, continuation ids) with the lm-eval boundary rule."""
+def encode_pair(tokenizer: Any, context: str, continuation: str,
+                memo: dict[str, list[int]] | None = None) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) with the lm-eval boundary rule.
+
+    `memo` caches context encodings across the requests of one call: the K
+    choices of a question share their context, which is then tokenised once.
+    """
     if context == "":
         return [bos_id(tokenizer)], encode(tokenizer, continuation)
     n_spaces = len(context) - len(context.rstrip())
@@ -36,7 +41,12 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
     whole = encode(tokenizer, context + continuation)
-    ctx = encode(tokenizer, context)
+    if memo is None:
+        ctx = encode(tokenizer, context)
+    elif context in memo:
+        ctx = memo[context]
+    else:
+        ctx = memo[context] = encode(tokenizer, context)
     cont = whole[len(ctx):]
     if wants_bos(tokenizer):
         ctx = [bos_id(tokenizer)] + ctx
