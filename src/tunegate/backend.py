@@ -31,6 +31,8 @@ class Backend(ABC):
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         self.forward_passes = 0
+        #: request kind -> why this model cannot answer it (shown in the skip reason)
+        self.unsupported_reasons: dict[str, str] = {}
 
     @classmethod
     def check(cls, spec: ModelSpec) -> None:

@@ -67,7 +67,7 @@ class Runner:
                 unsupported = sorted({r.kind for r in reqs} - set(self.backend.supports))
                 if unsupported:
                     reason = f"the {self.backend.name} backend cannot answer {', '.join(unsupported)} requests for this model"
-                    why = [w for k in unsupported if (w := getattr(self.backend, "unsupported_reasons", {}).get(k))]
+                    why = [w for k in unsupported if (w := self.backend.unsupported_reasons.get(k))]
                     reason += f": {'; '.join(why)}" if why else ""
                     pending.append(_Pending(suite, sample, reqs, [], skip_reason=reason))
                     continue

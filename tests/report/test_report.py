@@ -185,3 +185,13 @@ def test_audit_recommendation_is_rendered_escaped(hostile: Path, tmp_path: Path)
     assert "fail: refusal_rate regressed" in raw and "<svg onload" not in raw
     summary = (tmp_path / "summary.md").read_text()
     assert "Recommended candidate:" in summary and "<script>" not in summary
+
+
+def test_api_models_are_marked_weights_not_verifiable(tmp_path: Path) -> None:
+    base = run_result("base", [suite_result("qa", {"acc": binary("1100")}, kinds=ACC)])
+    cand = run_result("cand", [suite_result("qa", {"acc": binary("1010")}, kinds=ACC)])
+    cand.model_identity = {"backend": "openai", "weights_verifiable": False}
+    comparison = compare_runs(base, [cand], CompareSettings())
+    write_outputs(comparison, tmp_path, {"base": base, "cand": cand})
+    raw = (tmp_path / "report.html").read_text()
+    assert raw.count("weights not verifiable") == 1  # the API candidate only, not the local base
