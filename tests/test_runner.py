@@ -147,3 +147,20 @@ def test_real_model_interrupted_run_resumes_identically(tmp_path: Path, tiny_mod
         [r.model_copy(update={"cached": x.cached}) for r, x in zip(s.responses, t.responses)]
         for s, t in zip(reference.suites[0].samples, resumed.suites[0].samples)
     ]
+
+
+def test_real_model_second_identical_run_performs_no_forward_pass(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from tunegate.evaluate import load_backend
+    from tunegate.model_spec import ModelSpec
+
+    suite = write_suite(tmp_path, ROWS[:5])
+    spec = ModelSpec(model=str(tiny_model_dir), batch_size=4)
+    cache = tmp_path / "c.sqlite"
+    first_backend = load_backend(spec)
+    first = evaluate(spec, [str(suite)], backend=first_backend, cache_path=cache)
+    assert first_backend.forward_passes > 0 and first.cache["computed"] == 10
+    second_backend = load_backend(spec)
+    second = evaluate(spec, [str(suite)], backend=second_backend, cache_path=cache)
+    assert second_backend.forward_passes == 0
+    assert second.cache == {"hits": 10, "computed": 0}
+    assert metrics(second) == metrics(first)
