@@ -88,9 +88,10 @@ def _run_batch(backend: "HFBackend", rows: list[_RowState]) -> None:
         last_pos = positions[:, -1]
         while True:
             logits = out.logits[:, -1, :].float()
+            greedy = logits.argmax(-1).tolist()  # one op for every greedy row
             next_tokens = []
             for k, row in enumerate(active):
-                token = _pick(torch, logits[k], row)
+                token = greedy[k] if row.request.temperature <= 0.0 else _pick(torch, logits[k], row)
                 _step_row(backend, row, token)
                 next_tokens.append(token)
             keep = [k for k, row in enumerate(active) if row.finish is None]
