@@ -261,3 +261,22 @@ def test_hub_id_resolves_from_the_local_hub_cache_offline(tiny_model_dir: Path, 
     assert hub.fingerprint() == gpt2.fingerprint()  # same bytes, same identity
     with pytest.raises(UserError, match="could not fetch from the hub"):
         HFBackend(ModelSpec(model="acme/not-cached"))
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+def test_refilled_slots_give_the_same_texts_as_one_at_a_time(fixture: str, request: pytest.FixtureRequest) -> None:
+    """More prompts than slots, rows stopping at different steps: waiting prompts join mid-decode."""
+    backend = request.getfixturevalue(fixture)
+    words = ["Thank you for", "Please restart the router", "The invoice lists", "Your refund was", "Sure! Here are",
+             "The customer asked how to reset the password and", "0 1 2", "Question: What is", "I cannot help"]
+    reqs = [GenerateRequest(prompt=w, max_new_tokens=3 + 2 * (i % 4), stop=(("e",) if i % 3 == 0 else ()),
+                            temperature=(0.8 if i == 4 else 0.0), seed=i) for i, w in enumerate(words)]
+    backend.spec = backend.spec.model_copy(update={"batch_size": 1})
+    single = backend.generate(reqs)
+    backend.spec = backend.spec.model_copy(update={"batch_size": 4})
+    before = backend.forward_passes
+    refilled = backend.generate(reqs)
+    passes = backend.forward_passes - before
+    assert [(r.text, r.n_tokens, r.finish_reason) for r in refilled] == [(r.text, r.n_tokens, r.finish_reason) for r in single]
+    # without refilling, three batches of <= 4 rows would each decode to their longest row (9 + 9 + 3 steps + 3 prefills)
+    assert passes < 24, passes

@@ -1,15 +1,20 @@
 """Batched generation for the `hf` backend: a small decoding loop we own.
 
-Why not `model.generate`: we need each row to stop on its *own* stop strings or
-EOS and then stop costing compute (finished rows are dropped from the batch and
-the KV cache), stop checks that decode only a row's tail rather than the whole
-batch, and seeded sampling that gives a request the same text whatever batch it
-lands in (one RNG per request). Prompts are length-sorted and left-padded with
-explicit position ids; greedy decoding is the default.
+Why not `model.generate`: each row must stop on its *own* stop strings or EOS
+and then stop costing compute; its slot is refilled with a waiting prompt
+(prefilled on its own, then spliced into the running KV cache with left
+padding), so the batch stays full instead of decoding until its slowest row
+finishes. Stop checks decode only a row's tail, not the whole batch. Seeded
+sampling gives a request the same text whatever batch it lands in (one RNG per
+request). Prompts are length-sorted and left-padded with explicit position ids;
+greedy decoding is the default. Caches whose layers are not plain full-attention
+layers (sliding windows, linear attention) are never spliced: those models
+decode batch by batch, dropping finished rows.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +71,8 @@ def _step_row(backend: "HFBackend", row: _RowState, token: int) -> None:
         row.finish = "length"
 
 
-def _run_batch(backend: "HFBackend", rows: list[_RowState]) -> None:
+def _prefill(backend: "HFBackend", rows: list[_RowState]) -> tuple[Any, Any, Any, Any]:
+    """Run the prompts of `rows` (left-padded, explicit positions): (cache, mask, last positions, last logits)."""
     torch = backend.torch
     from transformers import DynamicCache
 
@@ -80,35 +86,98 @@ def _run_batch(backend: "HFBackend", rows: list[_RowState]) -> None:
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
     cache = DynamicCache()
-    active = list(rows)
+    out = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)
+    backend.forward_passes += 1
+    return cache, mask, positions[:, -1], out.logits[:, -1, :].float()
+
+
+def _mergeable(cache: Any) -> bool:
+    """Refilling splices caches along the batch axis; only plain full-attention layers are known to allow it."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None for layer in layers)
+
+
+def _merge(torch: Any, cache: Any, mask: Any, new_cache: Any, new_mask: Any) -> Any:
+    """Append `new_cache`'s rows to `cache`, left-padding the shorter one (masked out) to a common length."""
+    width = max(mask.shape[1], new_mask.shape[1])
+
+    def pad(t: Any, n: int) -> Any:
+        if n == 0:
+            return t
+        shape = list(t.shape)
+        shape[-2 if t.dim() == 4 else -1] = n
+        return torch.cat([t.new_zeros(shape), t], dim=-2 if t.dim() == 4 else -1)
+
+    for old, new in zip(cache.layers, new_cache.layers):
+        old.keys = torch.cat([pad(old.keys, width - mask.shape[1]), pad(new.keys, width - new_mask.shape[1])], dim=0)
+        old.values = torch.cat([pad(old.values, width - mask.shape[1]), pad(new.values, width - new_mask.shape[1])], dim=0)
+    return torch.cat([pad(mask, width - mask.shape[1]), pad(new_mask, width - new_mask.shape[1])], dim=0)
+
+
+def _first_tokens(backend: "HFBackend", rows: list[_RowState], logits: Any) -> list[int]:
+    torch = backend.torch
+    greedy = logits.argmax(-1).tolist()  # one op for every greedy row
+    tokens = []
+    for k, row in enumerate(rows):
+        token = greedy[k] if row.request.temperature <= 0.0 else _pick(torch, logits[k], row)
+        _step_row(backend, row, token)
+        tokens.append(token)
+    return tokens
+
+
+def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
+    """Decode every row; a finished row leaves the batch and, when the cache allows, a waiting prompt takes its slot."""
+    torch = backend.torch
+    dev = backend.device
+    bs = backend.spec.batch_size
+    queue = deque(ordered)
+    active: list[_RowState] = []
+    tokens: list[int] = []
+    cache = mask = last_pos = None
+    refill_at = max(1, bs // 4)  # refill once a quarter of the slots are free: a prefill costs a forward pass
     with torch.inference_mode():
-        out = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True, logits_to_keep=1)
-        backend.forward_passes += 1
-        last_pos = positions[:, -1]
         while True:
-            logits = out.logits[:, -1, :].float()
-            greedy = logits.argmax(-1).tolist()  # one op for every greedy row
-            next_tokens = []
-            for k, row in enumerate(active):
-                token = greedy[k] if row.request.temperature <= 0.0 else _pick(torch, logits[k], row)
-                _step_row(backend, row, token)
-                next_tokens.append(token)
             keep = [k for k, row in enumerate(active) if row.finish is None]
-            if not keep:
+            free = bs - len(keep)
+            joining: list[_RowState] = []
+            if queue and (not keep or (free >= refill_at and _mergeable(cache))):
+                joining = [queue.popleft() for _ in range(min(free, len(queue)))]
+            if not keep and not joining:
                 return
-            if len(keep) < len(active):
+            if len(keep) < len(active) and keep:
                 sel = torch.tensor(keep, device=dev)
                 cache.batch_select_indices(sel)
                 mask, last_pos = mask[sel], last_pos[sel]
-                active = [active[k] for k in keep]
-                next_tokens = [next_tokens[k] for k in keep]
-            step_ids = torch.tensor(next_tokens, device=dev)[:, None]
+            active = [active[k] for k in keep]
+            tokens = [tokens[k] for k in keep]
+            if joining:
+                n_cache, n_mask, n_pos, n_logits = _prefill(backend, joining)
+                n_tokens = _first_tokens(backend, joining, n_logits)
+                alive = [k for k, row in enumerate(joining) if row.finish is None]
+                if alive:
+                    if len(alive) < len(joining):
+                        sel = torch.tensor(alive, device=dev)
+                        n_cache.batch_select_indices(sel)
+                        n_mask, n_pos = n_mask[sel], n_pos[sel]
+                    if active:
+                        mask = _merge(torch, cache, mask, n_cache, n_mask)
+                        last_pos = torch.cat([last_pos, n_pos])
+                    else:
+                        cache, mask, last_pos = n_cache, n_mask, n_pos
+                    active += [joining[k] for k in alive]
+                    tokens += [n_tokens[k] for k in alive]
+                if not active:
+                    continue
+            step_ids = torch.tensor(tokens, device=dev)[:, None]
             mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=dev)], dim=1)
             last_pos = last_pos + 1
             out = backend.model(input_ids=step_ids, attention_mask=mask, position_ids=last_pos[:, None],
                                 past_key_values=cache, use_cache=True)
             backend.forward_passes += 1
+            tokens = _first_tokens(backend, active, out.logits[:, -1, :].float())
 
 
 def generate(backend: "HFBackend", requests: list[GenerateRequest]) -> list[Response]:
@@ -127,10 +196,7 @@ def generate(backend: "HFBackend", requests: list[GenerateRequest]) -> list[Resp
         over = len(r.prompt) + r.request.max_new_tokens - backend.max_length
         if over > 0:
             r.request = r.request.model_copy(update={"max_new_tokens": max(1, r.request.max_new_tokens - over)})
-    ordered = sorted(rows, key=lambda r: -len(r.prompt))
-    bs = backend.spec.batch_size
-    for b in range(0, len(ordered), bs):
-        _run_batch(backend, ordered[b : b + bs])
+    _run(backend, sorted(rows, key=lambda r: -len(r.prompt)))
     out = []
     for r in rows:
         text = tok.decode(r.generated, skip_special_tokens=True)
