@@ -61,6 +61,12 @@ def _resolve(base_dir: Path, ref: str) -> str:
     return ref
 
 
+def _local(base_dir: Path, ref: str) -> Path:
+    """A path that is always local (output folders, the cache): relative to the audit file unless absolute."""
+    p = Path(ref).expanduser()
+    return p if p.is_absolute() else base_dir / p
+
+
 def _resolve_spec(base_dir: Path, spec: ModelSpec) -> ModelSpec:
     update: dict[str, Any] = {"model": _resolve(base_dir, spec.model)}
     if spec.adapter:
@@ -86,8 +92,8 @@ def _finetune_candidates(block: FinetuneBlock, base: ModelSpec, base_dir: Path, 
     from tunegate.finetune import MANIFEST_NAME, finetune
     from tunegate.finetune.data import sha256_file
 
-    out = Path(_resolve(base_dir, block.out))
-    data = Path(_resolve(base_dir, block.data))
+    out = _local(base_dir, block.out)
+    data = _local(base_dir, block.data)
     manifest_path = out / MANIFEST_NAME
     manifest: dict[str, Any] | None = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
     if manifest is not None and manifest.get("status") == "complete":
@@ -99,7 +105,7 @@ def _finetune_candidates(block: FinetuneBlock, base: ModelSpec, base_dir: Path, 
         echo(f"fine-tune {block.label}: {'resuming' if resume else 'training'} into {out}")
         overrides = {k: v for k, v in block.overrides.items()}
         result = finetune(_recipe_path(base_dir, block.recipe), base=base.model, data=data,
-                          eval_data=_resolve(base_dir, block.eval) if block.eval else None, out=out,
+                          eval_data=_local(base_dir, block.eval) if block.eval else None, out=out,
                           overrides=overrides, resume=resume)
         manifest = result.manifest
     method = manifest.get("method", "lora")
@@ -184,7 +190,7 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     cfg, base_dir = load_audit(Path(path))
     # validate everything before a model loads
     suites = load_suites([_resolve(base_dir, s) if s.endswith((".yaml", ".yml")) else s for s in cfg.suites])
-    policy_path = Path(_resolve(base_dir, cfg.policy))
+    policy_path = _local(base_dir, cfg.policy)
     load_policy(policy_path)
     base = _resolve_spec(base_dir, cfg.base).model_copy(update={"label": cfg.base.label or "base"})
     backend_class(base).check(base)
@@ -194,10 +200,10 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     for c in cfg.candidates:
         if isinstance(c, FinetuneCandidate):
             _recipe_path(base_dir, c.finetune.recipe)
-            if not Path(_resolve(base_dir, c.finetune.data)).is_file():
+            if not _local(base_dir, c.finetune.data).is_file():
                 raise UserError(f"finetune.data: {c.finetune.data}: training data not found")
-    out_dir = Path(out) if out else Path(_resolve(base_dir, cfg.out))
-    cache: Path | bool = Path(_resolve(base_dir, cfg.cache)) if cfg.cache else True
+    out_dir = Path(out) if out else _local(base_dir, cfg.out)
+    cache: Path | bool = _local(base_dir, cfg.cache) if cfg.cache else True
     strict = cfg.strict if strict is None else strict
 
     candidates: list[Candidate] = []
