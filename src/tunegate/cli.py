@@ -141,14 +141,13 @@ def audit(config: Path, out: Path | None, strict: bool | None) -> None:
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True)
 def demo(out: Path) -> None:
-    """Offline demo: build a tiny model and evaluate it on the built-in suites."""
-    from tunegate.demo import run_demo
+    """Offline demo: build a tiny assistant, fine-tune a clean and a contaminated candidate, audit both."""
+    from tunegate.demo import run_demo, summary_lines
 
-    result, path, seconds = run_demo(out)
-    click.echo(f"wrote {path} in {seconds:.1f}s")
-    for s in result.suites:
-        shown = ", ".join(f"{m.name}={m.value:.4g}" for m in s.metrics[:5] if m.value is not None)
-        click.echo(f"  {s.name}: {shown}")
+    result = run_demo(out, echo=click.echo)
+    click.echo("")
+    for line in summary_lines(result):
+        click.echo(line)
 
 
 _stats_options = [
