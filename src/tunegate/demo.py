@@ -147,7 +147,6 @@ def run_demo(out: Path = Path("reports/demo"), settings: DemoSettings | None = N
 
 def summary_lines(result: DemoOutcome) -> list[str]:
     """What the command prints: where the report is, each candidate's verdict and failing rules, the recommendation."""
-    from tunegate.gate import fmt
 
     outcome = result.audit
     lines = [f"report: {result.report}  (also summary.md, junit.xml, comparison.json in {outcome.out})",
