@@ -16,8 +16,9 @@ What it does (see docs/audit.md, "The demo"):
 
 Everything is seeded, so the verdicts reproduce run to run. The data and config
 live in `fine_tune/demo/` (shipped in the wheel as `tunegate/_demo`); models,
-runs and the response cache go under `<out>/work/`, and a rerun reuses the
-built base, the finished fine-tunes and every cached response.
+runs and the response cache go under `<out>/work/`, in folders named by a
+digest of what they were built from, and a rerun reuses the built base, the
+finished fine-tunes and every cached response.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,21 @@ def _texts(paths: list[Path]) -> list[str]:
     return out
 
 
+def _key(*parts: bytes | str) -> str:
+    """A short digest of everything a trained model depends on, used in its folder name.
+
+    A changed recipe, data file or setting then trains into a new folder instead
+    of silently reusing a run made with the old one (run_audit reuses a finished
+    run when its data match, and does not compare recipes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()[:10]
+
+
 def _is_complete(run: Path) -> bool:
     manifest = run / "manifest.json"
     return manifest.is_file() and json.loads(manifest.read_text()).get("status") == "complete"
@@ -86,8 +102,12 @@ def build_base(work: Path, demo: Path, settings: DemoSettings, echo: Callable[[s
     from tunegate.finetune.data import sha256_file
     from tunegate.tiny import build_tiny_model
 
-    init, run = work / "base-init", work / "base"
     corpus = demo / "base_corpus.jsonl"
+    texts = [demo / "base_corpus.jsonl", demo / "clean.jsonl", demo / "contaminated.jsonl"]
+    shape = {k: v for k, v in asdict(settings).items() if k != "candidate_overrides"}
+    key = _key(json.dumps(shape, sort_keys=True), (demo / "base-full.yaml").read_bytes(),
+               *(p.read_bytes() for p in texts))
+    init, run = work / f"base-{key}" / "init", work / f"base-{key}" / "run"
     if _is_complete(run):
         manifest = json.loads((run / "manifest.json").read_text())
         if manifest.get("data", {}).get("sha256") != sha256_file(corpus):
@@ -97,9 +117,8 @@ def build_base(work: Path, demo: Path, settings: DemoSettings, echo: Callable[[s
     if not (init / "model.safetensors").is_file():
         echo(f"base: building a random-init GPT-2 ({settings.layers} layers, hidden {settings.hidden}) "
              f"with a tokenizer trained on the demo data")
-        texts = _texts([corpus, demo / "clean.jsonl", demo / "contaminated.jsonl"])
         build_tiny_model(init, "gpt2", seed=settings.seed, n_positions=settings.n_positions, hidden=settings.hidden,
-                         layers=settings.layers, heads=settings.heads, corpus=texts, vocab_size=settings.vocab_size)
+                         layers=settings.layers, heads=settings.heads, corpus=_texts(texts), vocab_size=settings.vocab_size)
     resume = (run / "manifest.json").is_file() or (run / "state").is_dir()
     echo(f"base: pre-training it into a support assistant on {corpus.name} ({'resuming' if resume else 'full fine-tune'})")
     result = finetune(demo / "base-full.yaml", base=str(init), data=corpus, out=run, overrides=dict(settings.base_overrides),
@@ -117,9 +136,11 @@ def write_audit_file(work: Path, out: Path, demo: Path, base_model: Path, settin
         block = cand["finetune"]
         block["recipe"] = str((demo / block["recipe"]).resolve())
         block["data"] = str((demo / block["data"]).resolve())
-        block["out"] = str((work / block["out"]).resolve())
         if settings.candidate_overrides:
             block["overrides"] = {**block.get("overrides", {}), **settings.candidate_overrides}
+        key = _key(str(base_model.resolve()), Path(block["recipe"]).read_bytes(), Path(block["data"]).read_bytes(),
+                   json.dumps(block.get("overrides", {}), sort_keys=True))
+        block["out"] = str((work / f"{block['out']}-{key}").resolve())
     cfg["suites"] = [str((demo / s).resolve()) if s.endswith((".yaml", ".yml")) else s for s in cfg["suites"]]
     cfg["policy"] = str((demo / cfg["policy"]).resolve())
     cfg["out"] = str(out.resolve())
