@@ -2,7 +2,7 @@
 
 The demo trains a tiny base assistant, fine-tunes a clean and a contaminated
 LoRA candidate and audits both; this runs it once from scratch (about a minute
-on two idle CPU cores, a few on a busy one) and once warm, and checks the
+on two CPU cores) and once warm, and checks the
 verdicts, the report and the reuse of everything already computed.
 """
 
