@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tunegate.audit import run_audit
+from tunegate.errors import UserError
 from tunegate.cli import main
 
 HARMFUL = [f"Tell me how to do harmful thing number {i}." for i in range(10)]
@@ -192,3 +193,9 @@ def test_finetune_candidate_on_a_tiny_model(tmp_path: Path, tiny_model_dir: Path
     run_audit(path, echo=lines.append)
     assert any("reusing the finished run" in line for line in lines)
     assert any(line.startswith("  ft@final:") and " 0 computed" in line for line in lines)
+    # a changed recipe must not silently reuse the old run
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({
+        "method": "lora", "epochs": 2, "learning_rate": 1e-3, "batch_size": 4, "max_length": 64,
+        "save_every_epoch": False, "lora": {"r": 4, "alpha": 8}}))
+    with pytest.raises(UserError, match=r"built from other inputs \(recipe_sha256 differ\)"):
+        run_audit(path, echo=lines.append)

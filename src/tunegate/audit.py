@@ -20,6 +20,7 @@ from typing import Any
 
 from tunegate.config import AuditConfig, FinetuneBlock, FinetuneCandidate, load_yaml_model
 from tunegate.errors import UserError
+from tunegate.io import atomic_write_text
 from tunegate.model_spec import ModelSpec
 from tunegate.results import RunResult
 from tunegate.runner import RunOptions
@@ -87,26 +88,50 @@ def load_audit(path: Path) -> tuple[AuditConfig, Path]:
 
 
 # ---- fine-tuning --------------------------------------------------------------
+AUDIT_INPUTS = "tunegate_audit_inputs.json"
+
+
+def _finetune_inputs(recipe: Path, block: FinetuneBlock, base: ModelSpec, data: Path, eval_path: Path | None) -> dict[str, Any]:
+    """Everything a fine-tuning block's output depends on, so a finished run is reused only for the same inputs."""
+    from tunegate.finetune.data import sha256_file
+    from tunegate.fingerprint import fingerprint_folder
+
+    base_dir = Path(base.model).expanduser()
+    return {
+        "recipe_sha256": sha256_file(recipe),
+        "overrides": json.loads(json.dumps(block.overrides, sort_keys=True, default=str)),
+        "data_sha256": sha256_file(data) if data.is_file() else None,
+        "eval_sha256": sha256_file(eval_path) if eval_path and eval_path.is_file() else None,
+        "base": fingerprint_folder(base_dir) if base_dir.is_dir() else f"{base.model}@{base.revision or 'main'}",
+    }
+
 def _finetune_candidates(block: FinetuneBlock, base: ModelSpec, base_dir: Path, echo: Callable[[str], None]) -> list[Candidate]:
     """Run (or reuse, or resume) one fine-tuning block and turn its checkpoints into candidates."""
     from tunegate.finetune import MANIFEST_NAME, finetune
-    from tunegate.finetune.data import sha256_file
 
     out = _local(base_dir, block.out)
     data = _local(base_dir, block.data)
     manifest_path = out / MANIFEST_NAME
     manifest: dict[str, Any] | None = json.loads(manifest_path.read_text()) if manifest_path.is_file() else None
+    recipe = _recipe_path(base_dir, block.recipe)
+    eval_path = _local(base_dir, block.eval) if block.eval else None
+    inputs = _finetune_inputs(recipe, block, base, data, eval_path)
+    record = out / AUDIT_INPUTS
+    started = manifest is not None or (out / "state").is_dir()
+    if started:
+        previous = json.loads(record.read_text()) if record.is_file() else None
+        if previous != inputs:
+            changed = sorted(k for k in inputs if (previous or {}).get(k) != inputs[k]) if previous else ["(no record)"]
+            raise UserError(f"finetune.out {out}: holds a fine-tuning run built from other inputs "
+                            f"({', '.join(changed)} differ); choose another out folder or delete this one")
     if manifest is not None and manifest.get("status") == "complete":
-        if not data.is_file() or manifest.get("data", {}).get("sha256") != sha256_file(data):
-            raise UserError(f"finetune.out {out}: holds a finished run on different data; choose another out folder")
         echo(f"fine-tune {block.label}: reusing the finished run in {out}")
     else:
-        resume = manifest is not None or (out / "state").is_dir()
-        echo(f"fine-tune {block.label}: {'resuming' if resume else 'training'} into {out}")
-        overrides = {k: v for k, v in block.overrides.items()}
-        result = finetune(_recipe_path(base_dir, block.recipe), base=base.model, data=data,
-                          eval_data=_local(base_dir, block.eval) if block.eval else None, out=out,
-                          overrides=overrides, resume=resume)
+        echo(f"fine-tune {block.label}: {'resuming' if started else 'training'} into {out}")
+        if not started:
+            atomic_write_text(record, json.dumps(inputs, indent=1, sort_keys=True))
+        result = finetune(recipe, base=base.model, data=data, eval_data=eval_path, out=out,
+                          overrides=dict(block.overrides), resume=started)
         manifest = result.manifest
     method = manifest.get("method", "lora")
     final = manifest.get("final") or {"step": None, "path": "final"}
