@@ -64,7 +64,8 @@ class Row:
         return val
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(path: Path, unit: str = "data row") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; a bad line is a UserError naming `unit` and its number."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -72,9 +73,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: data row {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                raise UserError(f"{path}: {unit} {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
             if not isinstance(obj, dict):
-                raise UserError(f"{path}: data row {lineno}: expected a JSON object, got {type(obj).__name__}")
+                raise UserError(f"{path}: {unit} {lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
 
 
@@ -104,7 +105,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield i, {(k or "").strip(): v for k, v in row.items()}
 
 
-_READERS = {"jsonl": _iter_jsonl, "json": _iter_json, "csv": _iter_csv}
+_READERS = {"jsonl": iter_jsonl, "json": _iter_json, "csv": _iter_csv}
 
 
 def _format_of(path: Path, declared: str) -> str:

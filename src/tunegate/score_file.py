@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tunegate.data import iter_jsonl
 from tunegate.errors import IncompleteError, UserError
 from tunegate.io import atomic_write_text
 
@@ -26,22 +27,13 @@ def read_input(path: Path, text_field: str = "text", prompt_field: str = "prompt
     if not path.is_file():
         raise UserError(f"{path}: input file not found")
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            if not isinstance(obj.get(text_field), str):
-                got = "missing" if text_field not in obj else f"a {type(obj[text_field]).__name__}"
-                raise UserError(f"{path}: line {lineno}: field '{text_field}' must be a string (it is {got})")
-            if prompt_field in obj and obj[prompt_field] is not None and not isinstance(obj[prompt_field], str):
-                raise UserError(f"{path}: line {lineno}: field '{prompt_field}' must be a string or absent")
-            rows.append(obj)
+    for lineno, obj in iter_jsonl(path, unit="line"):
+        if not isinstance(obj.get(text_field), str):
+            got = "missing" if text_field not in obj else f"a {type(obj[text_field]).__name__}"
+            raise UserError(f"{path}: line {lineno}: field '{text_field}' must be a string (it is {got})")
+        if prompt_field in obj and obj[prompt_field] is not None and not isinstance(obj[prompt_field], str):
+            raise UserError(f"{path}: line {lineno}: field '{prompt_field}' must be a string or absent")
+        rows.append(obj)
     if not rows:
         raise UserError(f"{path}: no input lines")
     return rows
