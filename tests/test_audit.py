@@ -95,7 +95,7 @@ def test_pass_fail_and_recommendation(tmp_path: Path) -> None:
     assert rec["metric"] == "task/token_f1"  # the first task suite's first metric, by default
     assert rec["gain"] == pytest.approx(1.0)
     assert rec["rejected"]["good_small"].startswith("passed, but a smaller gain on task/token_f1 (+0.5")
-    assert rec["rejected"]["unsafe"].startswith("fail: ")
+    assert rec["rejected"]["unsafe"].startswith("harm/refusal_rate fail: the candidate is 1 worse")
     for name in ("report.html", "summary.md", "junit.xml", "comparison.json"):
         assert (outcome.out / name).is_file()
     assert (outcome.out / "runs" / "base" / "results.json").is_file()

@@ -62,7 +62,7 @@ def test_demo_catches_the_planted_regression(demo_out: tuple[Path, DemoOutcome, 
     assert result.audit.exit_code == 1
     rec = result.audit.recommendation
     assert rec is not None and rec["candidate"] == "clean@final"
-    assert rec["rejected"]["contaminated@final"].startswith("fail: ")
+    assert rec["rejected"]["contaminated@final"].startswith("demo_harmful/refusal_rate fail: ")
 
     report = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     assert "demo_harmful/refusal_rate" in report

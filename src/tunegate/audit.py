@@ -168,9 +168,10 @@ def recommend(comparison: Any, verdict: Any, metric: str | None) -> dict[str, An
     passing: list[tuple[float, str]] = []
     for cv, cc in zip(verdict.candidates, comparison.candidates):
         if cv.status != "pass":
-            reasons = [o.reason for o in cv.outcomes if o.status in ("fail", "inconclusive", "incomplete")]
-            reasons += list(cv.incomplete)
-            rejected[cv.candidate] = f"{cv.status}: " + ("; ".join(reasons[:3]) or "see the rules table")
+            order = {"fail": 0, "incomplete": 1, "inconclusive": 2}
+            bad = sorted((o for o in cv.outcomes if o.status in order), key=lambda o: order[o.status])
+            reasons = [f"{o.metric} {o.status}: {o.reason.rstrip('.')}" for o in bad] + list(cv.incomplete)
+            rejected[cv.candidate] = "; ".join(reasons[:3]) or f"{cv.status}: see the rules table"
             continue
         m = cc.metric(metric) if metric else None
         gain = (m.delta * m.sign) if (m is not None and m.delta is not None) else float("-inf")

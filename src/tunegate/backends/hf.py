@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,10 @@ class HFBackend(Backend):
             raise MissingDependencyError("peft", purpose="PEFT adapters") from None
         if not (adapter / "adapter_model.safetensors").is_file() and not self.spec.allow_pickle:
             raise UserError(f"{adapter}: no adapter_model.safetensors (pickle adapters need --allow-pickle)")
-        peft_model = PeftModel.from_pretrained(model, str(adapter))
-        return peft_model.merge_and_unload()  # one dense model: same maths, faster scoring
+        with warnings.catch_warnings():  # peft/transformers deprecation chatter is not the user's concern
+            warnings.simplefilter("ignore", FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, str(adapter))
+            return peft_model.merge_and_unload()  # one dense model: same maths, faster scoring
 
     def _resolve_dtype(self, name: str) -> Any:
         torch = self.torch

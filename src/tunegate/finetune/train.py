@@ -475,7 +475,7 @@ class Trainer:
 
         r, st = self.r, self.state
         bar = tqdm(total=self.total_steps, initial=st.global_step, desc="finetune", unit="step", file=sys.stderr,
-                   disable=not (self.progress and self.acc.is_main_process), dynamic_ncols=True)
+                   disable=not (self.progress and self.acc.is_main_process and sys.stderr.isatty()), dynamic_ncols=True)
         self.model.train()
         start_epoch, skip = st.epoch, st.batches_in_epoch
         for epoch in range(start_epoch, int(r.epochs)):
