@@ -195,3 +195,21 @@ def test_api_models_are_marked_weights_not_verifiable(tmp_path: Path) -> None:
     write_outputs(comparison, tmp_path, {"base": base, "cand": cand})
     raw = (tmp_path / "report.html").read_text()
     assert raw.count("weights not verifiable") == 1  # the API candidate only, not the local base
+
+
+def test_explorer_leads_with_the_examples_behind_failing_rules() -> None:
+    from tunegate.report.context import build_context
+
+    base = run_result("base", [suite_result("task", {"acc": binary("1" * 12)}, kinds=ACC),
+                               suite_result("safety", {"acc": binary("1" * 12)}, kinds=ACC)])
+    cand = run_result("cand", [suite_result("task", {"acc": binary("0011" + "1" * 8)}, kinds=ACC),
+                               suite_result("safety", {"acc": binary("0" * 12)}, kinds=ACC)])
+    comparison = compare_runs(base, [cand], CompareSettings())
+    policy = Policy(rules=[GateRule(metric="safety/acc", max_regression=0.1)])
+    verdict = evaluate_policy(policy, comparison)
+    comparison.verdict = verdict.model_dump(mode="json")
+    assert verdict.candidates[0].outcomes[0].status == "fail"
+    rows = build_context(comparison, {"base": base, "cand": cand}).explorer
+    regressed = [r["suite"] for r in rows if r["change"] == "regressed"]
+    assert regressed[0] == "safety" and "task" in regressed  # the failing rule's regressions come first
+    assert regressed.index("task") > max(i for i, x in enumerate(regressed) if x == "safety")

@@ -307,33 +307,43 @@ def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any
     return charts
 
 
-def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> tuple[list[dict[str, Any]], int]:
+def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None],
+              verdict: Verdict | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Example rows, regressions first; those behind a failing (then incomplete, inconclusive) rule lead."""
     base_idx = _index(runs.get(comparison.base.label))
+    severity = {"fail": 0, "incomplete": 1, "inconclusive": 2}
+    priority: dict[tuple[str, str], int] = {}
+    for cv in (verdict.candidates if verdict else []):
+        for o in cv.outcomes:
+            if o.status in severity:
+                key = (cv.candidate, o.metric)
+                priority[key] = min(priority.get(key, 9), severity[o.status])
+    ordered = sorted(((c, s, m) for c in comparison.candidates for s in c.suites for m in s.metrics),
+                     key=lambda csm: priority.get((csm[0].model.label, f"{csm[1].name}/{csm[2].metric}"), 9))
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, str, str]] = set()
-    for c in comparison.candidates:
-        cand_idx = _index(runs.get(c.model.label))
-        for s in c.suites:
-            for m in s.metrics:
-                for change, examples in (("regressed", m.regressed), ("improved", m.improved)):
-                    for rank, ex in enumerate(examples):
-                        key = (c.model.label, s.name, ex.sample_id)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        b, k = base_idx.get((s.name, ex.sample_id)), cand_idx.get((s.name, ex.sample_id))
-                        either = b or k
-                        rows.append({
-                            "candidate": c.model.label, "suite": s.name, "metric": m.metric, "sample_id": ex.sample_id,
-                            "change": change, "rank": rank, "base": fmt(ex.base), "cand": fmt(ex.candidate),
-                            "delta": fmt(ex.delta), "gain": ex.delta * m.sign,
-                            "prompt": excerpt(either.sample.input if either else "", PROMPT_CHARS),
-                            "base_out": excerpt(response_text(b), OUTPUT_CHARS),
-                            "cand_out": excerpt(response_text(k), OUTPUT_CHARS),
-                            "base_scores": scores_text(b), "cand_scores": scores_text(k),
-                            "cw": s.content_warning,
-                        })
-    # regressions first; within them by candidate, then suite and metric order, worst first
+    cand_idx_of = {c.model.label: _index(runs.get(c.model.label)) for c in comparison.candidates}
+    for c, s, m in ordered:
+        cand_idx = cand_idx_of[c.model.label]
+        for change, examples in (("regressed", m.regressed), ("improved", m.improved)):
+            for rank, ex in enumerate(examples):
+                key = (c.model.label, s.name, ex.sample_id)
+                if key in seen:
+                    continue
+                seen.add(key)
+                b, k = base_idx.get((s.name, ex.sample_id)), cand_idx.get((s.name, ex.sample_id))
+                either = b or k
+                rows.append({
+                    "candidate": c.model.label, "suite": s.name, "metric": m.metric, "sample_id": ex.sample_id,
+                    "change": change, "rank": rank, "base": fmt(ex.base), "cand": fmt(ex.candidate),
+                    "delta": fmt(ex.delta), "gain": ex.delta * m.sign,
+                    "prompt": excerpt(either.sample.input if either else "", PROMPT_CHARS),
+                    "base_out": excerpt(response_text(b), OUTPUT_CHARS),
+                    "cand_out": excerpt(response_text(k), OUTPUT_CHARS),
+                    "base_scores": scores_text(b), "cand_scores": scores_text(k),
+                    "cw": s.content_warning,
+                })
+    # regressions first (failing rules' metrics leading, as ordered above), worst first within a metric
     rows = [r for r in rows if r["change"] == "regressed"] + [r for r in rows if r["change"] != "regressed"]
     return rows[:EXPLORER_ROWS], len(rows)
 
@@ -414,7 +424,7 @@ def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None]) 
         for s in c.suites:
             for m in s.metrics:
                 methods.setdefault(m.name, {"m": m, "suite": s})
-    explorer, total = _explorer(comparison, runs)
+    explorer, total = _explorer(comparison, runs, verdict)
     rule_rows = []
     if verdict:
         for cv in verdict.candidates:
