@@ -106,6 +106,7 @@ def list_suites(as_json: bool) -> None:
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         first = r["description"].splitlines()[0] if r["description"] else ""
+        first = first if len(first) <= 90 else first[:89].rstrip() + "…"
         click.echo(f"{r['name']:<{width}}  {r['kind']:<16} {r['samples']:>5}  {first}")
 
 
