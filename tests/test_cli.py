@@ -115,3 +115,18 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     for name in ("hf", "mock", "multiple_choice", "generation", "perplexity"):
         assert name in out
+
+
+def test_suites_json_lists_every_builtin_with_its_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    from tunegate.suite_loader import builtin_suites
+
+    code, out, _ = run_cli(["suites", "--json"], capsys)
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["name"] for r in rows} == set(builtin_suites())
+    assert all(set(r) == {"name", "kind", "samples", "description"} for r in rows)
+    mc = next(r for r in rows if r["name"] == "support_mc")
+    assert mc["kind"] == "multiple_choice" and mc["samples"] >= 50
+    code, out, _ = run_cli(["suites"], capsys)
+    assert code == 0 and len(out.splitlines()) == len(rows)
+    assert all(len(line) < 200 for line in out.splitlines())
