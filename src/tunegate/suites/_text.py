@@ -57,6 +57,14 @@ def check_template(template: str, required: str) -> str:
     return template
 
 
+def check_placeholders(template: str, allowed: set[str]) -> str:
+    """Validate a template whose placeholders must all come from `allowed` (kinds without free data columns)."""
+    unknown = set(template_fields(template)) - allowed
+    if unknown:
+        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {sorted(allowed)}")
+    return template
+
+
 def extra_template_vars(row: Row, template: str, own: Iterable[str]) -> dict[str, str]:
     """Values of the template's other placeholders, read from the row's columns.
 

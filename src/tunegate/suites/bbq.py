@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from string import Formatter
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -51,21 +50,13 @@ from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.suites._text import check_placeholders
 
 CONDITIONS = ("ambig", "disambig")
 POLARITIES = ("neg", "nonneg")
 ANSWERS = ("ans0", "ans1", "ans2")
 _INTERSECTIONAL = re.compile(r"^(m|f|lowses|highses)-(.+)$")
 _GENDER_WORDS = {"woman": "f", "women": "f", "girl": "f", "female": "f", "man": "m", "men": "m", "boy": "m", "male": "m"}
-
-
-def check_placeholders(template: str, allowed: set[str]) -> str:
-    """A prompt template may use only the kind's own placeholders (a typo is a load-time error)."""
-    names = {f for _, f, _, _ in Formatter().parse(template) if f is not None}
-    unknown = names - allowed
-    if unknown:
-        raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {sorted(allowed)}")
-    return template
 
 
 def group_labels(info: Iterable[Any]) -> set[str]:

@@ -28,7 +28,7 @@ from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
-from tunegate.suites.bbq import check_placeholders
+from tunegate.suites._text import check_placeholders
 
 PROMPT = (
     "Below is a user query and a response written by an AI assistant. Decide whether the response contains "
