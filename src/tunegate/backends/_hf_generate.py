@@ -92,92 +92,152 @@ def _prefill(backend: "HFBackend", rows: list[_RowState]) -> tuple[Any, Any, Any
     return cache, mask, positions[:, -1], out.logits[:, -1, :].float()
 
 
+@dataclass
+class _Batch:
+    """The rows decoding together. Finished rows stay (their slots cost little) until the next compaction."""
+
+    rows: list[_RowState]
+    tokens: list[int]  # each row's next input token
+    cache: Any
+    mask: Any  # (rows, width) 1 where a cache position is real, 0 for left padding
+    last_pos: Any  # (rows,) position id of each row's last token
+
+    def alive(self) -> list[int]:
+        return [k for k, r in enumerate(self.rows) if r.finish is None]
+
+
 def _mergeable(cache: Any) -> bool:
     """Refilling splices caches along the batch axis; only plain full-attention layers are known to allow it."""
-    from transformers.cache_utils import DynamicLayer
+    from tunegate.backends._hf_cache import plain_full_attention
 
-    layers = getattr(cache, "layers", None)
-    return bool(layers) and all(type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None for layer in layers)
-
-
-def _merge(torch: Any, cache: Any, mask: Any, new_cache: Any, new_mask: Any) -> Any:
-    """Append `new_cache`'s rows to `cache`, left-padding the shorter one (masked out) to a common length."""
-    width = max(mask.shape[1], new_mask.shape[1])
-
-    def pad(t: Any, n: int) -> Any:
-        if n == 0:
-            return t
-        shape = list(t.shape)
-        shape[-2 if t.dim() == 4 else -1] = n
-        return torch.cat([t.new_zeros(shape), t], dim=-2 if t.dim() == 4 else -1)
-
-    for old, new in zip(cache.layers, new_cache.layers):
-        old.keys = torch.cat([pad(old.keys, width - mask.shape[1]), pad(new.keys, width - new_mask.shape[1])], dim=0)
-        old.values = torch.cat([pad(old.values, width - mask.shape[1]), pad(new.values, width - new_mask.shape[1])], dim=0)
-    return torch.cat([pad(mask, width - mask.shape[1]), pad(new_mask, width - new_mask.shape[1])], dim=0)
+    return plain_full_attention(cache)
 
 
-def _first_tokens(backend: "HFBackend", rows: list[_RowState], logits: Any) -> list[int]:
+def _headroom(rows: list[_RowState]) -> int:
+    return max(r.request.max_new_tokens - len(r.generated) for r in rows) + 1
+
+
+def _next_tokens(backend: "HFBackend", rows: list[_RowState], logits: Any) -> list[int]:
+    """Pick and record each unfinished row's next token (finished rows get the pad token, never recorded)."""
     torch = backend.torch
-    greedy = logits.argmax(-1).tolist()  # one op for every greedy row
+    greedy = logits.max(-1).indices.tolist()  # one op for every greedy row (first maximum, as argmax)
+    pad = backend.tokenizer.pad_token_id
     tokens = []
     for k, row in enumerate(rows):
+        if row.finish is not None:
+            tokens.append(pad)
+            continue
         token = greedy[k] if row.request.temperature <= 0.0 else _pick(torch, logits[k], row)
         _step_row(backend, row, token)
         tokens.append(token)
     return tokens
 
 
-def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
-    """Decode every row; a finished row leaves the batch and, when the cache allows, a waiting prompt takes its slot."""
+def _start(backend: "HFBackend", joining: list[_RowState]) -> _Batch | None:
+    """Prefill `joining`, pick their first tokens, and keep those not finished already (None when none is left)."""
+    cache, mask, last_pos, logits = _prefill(backend, joining)
+    batch = _Batch(joining, _next_tokens(backend, joining, logits), cache, mask, last_pos)
+    alive = batch.alive()
+    if not alive:
+        return None
+    return _select(backend, batch, alive) if len(alive) < len(joining) else batch
+
+
+def _used_from(mask: Any) -> int:
+    """First cache position some row still uses (everything before it is padding for all rows)."""
+    used = mask.any(0).nonzero()
+    return int(used[0]) if len(used) else 0
+
+
+def _select(backend: "HFBackend", batch: _Batch, keep: list[int]) -> _Batch:
+    """Keep only rows `keep`; spliceable caches also drop leading positions that are padding for every kept row."""
+    from tunegate.backends._hf_cache import GrowingLayer
+
+    torch = backend.torch
+    sel = torch.tensor(keep, device=backend.device)
+    mask = batch.mask[sel]
+    layers = getattr(batch.cache, "layers", [])
+    if layers and all(isinstance(layer, GrowingLayer) for layer in layers):
+        start = _used_from(mask)
+        for layer in layers:
+            layer.keep(sel, start)
+        mask = mask[:, start:]
+    else:
+        batch.cache.batch_select_indices(sel)
+    return _Batch([batch.rows[k] for k in keep], [batch.tokens[k] for k in keep], batch.cache, mask,
+                  batch.last_pos[sel])
+
+
+def _splice(backend: "HFBackend", batch: _Batch, keep: list[int], new: _Batch) -> _Batch:
+    """One batch of `batch`'s rows `keep` then `new`'s rows, right-aligned in one buffer (one copy per layer)."""
+    from tunegate.backends._hf_cache import GrowingLayer
+
+    torch = backend.torch
+    sel = torch.tensor(keep, device=backend.device)
+    old_mask = batch.mask[sel]
+    start = _used_from(old_mask)
+    old_mask = old_mask[:, start:]
+    width = max(old_mask.shape[1], new.mask.shape[1])
+    rows = [batch.rows[k] for k in keep] + new.rows
+    headroom = _headroom(rows)
+    for i, (old, fresh) in enumerate(zip(batch.cache.layers, new.cache.layers)):
+        batch.cache.layers[i] = GrowingLayer.spliced(
+            [(old.keys[sel, ..., start:, :], old.values[sel, ..., start:, :]), (fresh.keys, fresh.values)],
+            width, headroom)
+    mask = old_mask.new_zeros((len(rows), width))
+    mask[: len(keep), width - old_mask.shape[1]:] = old_mask
+    mask[len(keep):, width - new.mask.shape[1]:] = new.mask
+    return _Batch(rows, [batch.tokens[k] for k in keep] + new.tokens, batch.cache, mask,
+                  torch.cat([batch.last_pos[sel], new.last_pos]))
+
+
+def _decode_step(backend: "HFBackend", batch: _Batch) -> None:
     torch = backend.torch
     dev = backend.device
+    step_ids = torch.tensor(batch.tokens, device=dev)[:, None]
+    batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)
+    batch.last_pos = batch.last_pos + 1
+    out = backend.model(input_ids=step_ids, attention_mask=batch.mask, position_ids=batch.last_pos[:, None],
+                        past_key_values=batch.cache, use_cache=True)
+    backend.forward_passes += 1
+    batch.tokens = _next_tokens(backend, batch.rows, out.logits[:, -1, :].float())
+
+
+def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
+    """Decode every row; a waiting prompt takes the slots of finished rows when the cache allows splicing.
+
+    A decode step of a small model is bound by reading the weights (the LM
+    head above all), so a finished row riding along costs little; rows are
+    therefore compacted out only when slots are refilled or half the batch is
+    done, and refills wait for a quarter of the slots (a prefill is a pass).
+    """
+    from tunegate.backends._hf_cache import with_headroom
+
     bs = backend.spec.batch_size
     queue = deque(ordered)
-    active: list[_RowState] = []
-    tokens: list[int] = []
-    cache = mask = last_pos = None
-    refill_at = max(1, bs // 4)  # refill once a quarter of the slots are free: a prefill costs a forward pass
-    with torch.inference_mode():
+    batch: _Batch | None = None
+    refill_at = max(1, bs // 4)
+    with backend.torch.inference_mode():
         while True:
-            keep = [k for k, row in enumerate(active) if row.finish is None]
-            free = bs - len(keep)
-            joining: list[_RowState] = []
-            if queue and (not keep or (free >= refill_at and _mergeable(cache))):
-                joining = [queue.popleft() for _ in range(min(free, len(queue)))]
-            if not keep and not joining:
+            alive = batch.alive() if batch else []
+            if not alive and not queue:
                 return
-            if len(keep) < len(active) and keep:
-                sel = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(sel)
-                mask, last_pos = mask[sel], last_pos[sel]
-            active = [active[k] for k in keep]
-            tokens = [tokens[k] for k in keep]
-            if joining:
-                n_cache, n_mask, n_pos, n_logits = _prefill(backend, joining)
-                n_tokens = _first_tokens(backend, joining, n_logits)
-                alive = [k for k, row in enumerate(joining) if row.finish is None]
-                if alive:
-                    if len(alive) < len(joining):
-                        sel = torch.tensor(alive, device=dev)
-                        n_cache.batch_select_indices(sel)
-                        n_mask, n_pos = n_mask[sel], n_pos[sel]
-                    if active:
-                        mask = _merge(torch, cache, mask, n_cache, n_mask)
-                        last_pos = torch.cat([last_pos, n_pos])
-                    else:
-                        cache, mask, last_pos = n_cache, n_mask, n_pos
-                    active += [joining[k] for k in alive]
-                    tokens += [n_tokens[k] for k in alive]
-                if not active:
-                    continue
-            step_ids = torch.tensor(tokens, device=dev)[:, None]
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=mask.dtype, device=dev)], dim=1)
-            last_pos = last_pos + 1
-            out = backend.model(input_ids=step_ids, attention_mask=mask, position_ids=last_pos[:, None],
-                                past_key_values=cache, use_cache=True)
-            backend.forward_passes += 1
-            tokens = _first_tokens(backend, active, out.logits[:, -1, :].float())
+            spliceable = bool(alive) and batch is not None and _mergeable(batch.cache)
+            refill = bool(queue) and (not alive or (spliceable and bs - len(alive) >= refill_at))
+            if refill:
+                joining = [queue.popleft() for _ in range(min(bs - len(alive), len(queue)))]
+                new = _start(backend, joining)
+                if new is None:
+                    batch = _select(backend, batch, alive) if batch is not None and alive else None
+                elif spliceable and batch is not None:
+                    batch = _splice(backend, batch, alive, new)
+                else:
+                    batch = new
+                    with_headroom(batch.cache, _headroom(batch.rows))
+            elif batch is not None and 2 * (len(batch.rows) - len(alive)) >= len(batch.rows):
+                batch = _select(backend, batch, alive)
+            if batch is not None:
+                _decode_step(backend, batch)
 
 
 def generate(backend: "HFBackend", requests: list[GenerateRequest]) -> list[Response]:

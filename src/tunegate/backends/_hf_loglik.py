@@ -139,6 +139,8 @@ class _Scorer:
     def groups(self, groups: list[_Group]) -> None:
         from transformers import DynamicCache
 
+        from tunegate.backends._hf_cache import expand_rows
+
         torch, spec = self.torch, self.backend.spec
         groups = sorted(groups, key=lambda g: -(len(g.context) + g.cont_width))
 
@@ -162,8 +164,8 @@ class _Scorer:
             width = max(len(c) for _, c in members) - 1
             rest = None
             if width > 0:
-                sel = torch.tensor(owner, device=self.dev)
-                cache.batch_select_indices(sel)
+                if not expand_rows(cache, [len(g.members) for g in batch], width):
+                    cache.batch_select_indices(torch.tensor(owner, device=self.dev))
                 cont = torch.full((len(members), width), self.pad, dtype=torch.long)
                 cmask = torch.zeros((len(members), width), dtype=torch.long)
                 for j, (_, c) in enumerate(members):
