@@ -29,7 +29,7 @@ from tunegate.suite import RunContext, SkipSample, SuiteKind
 @dataclass
 class RunOptions:
     seed: int = 0
-    chunk_size: int = 256
+    chunk_size: int = 1024  # requests per backend call; each chunk is committed, so a killed run loses at most one
     progress: bool = True
     config: dict[str, Any] = field(default_factory=dict)
 
@@ -43,8 +43,28 @@ class _Pending:
     skip_reason: str | None = None
 
 
-def _length(req: Request) -> int:
-    return len(req.context) + len(req.continuation) if isinstance(req, LoglikelihoodRequest) else len(req.prompt)
+def _order(req: Request) -> tuple[int, str]:
+    """Longest first; log-likelihood requests that share a context sit together (the backend scores a context once)."""
+    if isinstance(req, LoglikelihoodRequest):
+        return -len(req.context), req.context
+    return -len(req.prompt), ""
+
+
+def _chunks(items: list[tuple[str, Request]], size: int) -> list[list[tuple[str, Request]]]:
+    """Chunks of about `size` that never split a run of requests sharing a context (so no choice loses its prefix)."""
+    def context(r: Request) -> str | None:
+        return r.context if isinstance(r, LoglikelihoodRequest) else None
+
+    chunks: list[list[tuple[str, Request]]] = []
+    current: list[tuple[str, Request]] = []
+    for item in items:
+        if len(current) >= size and (context(item[1]) is None or context(item[1]) != context(current[-1][1])):
+            chunks.append(current)
+            current = []
+        current.append(item)
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class Runner:
@@ -84,11 +104,9 @@ class Runner:
         show = self.options.progress and total > 0 and sys.stderr.isatty()
         with tqdm(total=total, desc=f"{self.backend.spec.display_name}", unit="req", disable=not show) as bar:
             for kind, items in by_type.items():
-                items.sort(key=lambda kr: -_length(kr[1]))
+                items.sort(key=lambda kr: _order(kr[1]))
                 call = self.backend.loglikelihood if kind == "loglikelihood" else self.backend.generate
-                step = self.options.chunk_size
-                for i in range(0, len(items), step):
-                    chunk = items[i : i + step]
+                for chunk in _chunks(items, self.options.chunk_size):
                     resps = self._call(call, kind, [r for _, r in chunk])
                     pairs = list(zip((k for k, _ in chunk), resps))
                     self.cache.put_many(pairs)
