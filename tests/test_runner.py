@@ -164,3 +164,23 @@ def test_real_model_second_identical_run_performs_no_forward_pass(tmp_path: Path
     assert second_backend.forward_passes == 0
     assert second.cache == {"hits": 10, "computed": 0}
     assert metrics(second) == metrics(first)
+
+
+def test_chunks_keep_requests_sharing_a_context_together() -> None:
+    """A question's choices must reach the backend in one call, or it loses the shared prefix for some of them."""
+    from tunegate.request import GenerateRequest, LoglikelihoodRequest
+    from tunegate.runner import _chunks, _order
+
+    reqs = [LoglikelihoodRequest(context=f"Question {q}:" + " pad" * (q % 3), continuation=f" choice {c}" * (1 + c))
+            for q in range(5) for c in range(4)]
+    items = sorted(((str(i), r) for i, r in enumerate(reversed(reqs))), key=lambda kr: _order(kr[1]))
+    chunks = _chunks(items, 3)
+    seen: dict[str, int] = {}
+    for n, chunk in enumerate(chunks):
+        for _, r in chunk:
+            assert seen.setdefault(r.context, n) == n, r.context  # never split across chunks
+    assert [len(c) for c in chunks] == [4] * 5  # a chunk grows past its size only to finish a context
+    assert sum(len(c) for c in chunks) == len(reqs)
+    assert len(_order(reqs[0])) == 2 and _order(reqs[5])[0] < _order(reqs[0])[0]  # longest contexts first
+    gens = [("g", GenerateRequest(prompt="x" * n)) for n in range(7)]
+    assert [len(c) for c in _chunks(gens, 3)] == [3, 3, 1]

@@ -280,3 +280,21 @@ def test_refilled_slots_give_the_same_texts_as_one_at_a_time(fixture: str, reque
     assert [(r.text, r.n_tokens, r.finish_reason) for r in refilled] == [(r.text, r.n_tokens, r.finish_reason) for r in single]
     # without refilling, three batches of <= 4 rows would each decode to their longest row (9 + 9 + 3 steps + 3 prefills)
     assert passes < 24, passes
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+def test_long_refilled_runs_with_compaction_and_trimming_match_one_at_a_time(fixture: str,
+                                                                             request: pytest.FixtureRequest) -> None:
+    """Many refills: rows leave (lazily compacted), leading padding is trimmed, new rows are spliced in."""
+    backend = request.getfixturevalue(fixture)
+    prompts = [" ".join(["word"] * (1 + (7 * i) % 23)) + f" item {i}:" for i in range(18)]
+    reqs = [GenerateRequest(prompt=p, max_new_tokens=2 + (5 * i) % 23, stop=(("o",) if i % 4 == 0 else ()))
+            for i, p in enumerate(prompts)]
+    backend.spec = backend.spec.model_copy(update={"batch_size": 1})
+    single = backend.generate(reqs)
+    for bs in (3, 6):
+        backend.spec = backend.spec.model_copy(update={"batch_size": bs})
+        batched = backend.generate(reqs)
+        assert [(r.text, r.n_tokens, r.finish_reason) for r in batched] == [
+            (r.text, r.n_tokens, r.finish_reason) for r in single], bs
+    backend.spec = backend.spec.model_copy(update={"batch_size": 4})
