@@ -7,14 +7,18 @@ One run, same machine, same model folder, same data file:
   * generation: tunegate's `generation` suite vs an lm-eval `generate_until` task with
     the same stop strings and token limit — requests/s, ratio, share of identical greedy outputs.
 
-The model is a GPT-2-shaped model of about 10-30M parameters (default ~16M) built on
-the fly and briefly trained on support-style text so that generations end at
-different lengths, like a real model's. Both tools run on the CPU in float32, each
-with its own batch logic at the same nominal batch size, and model loading is
-excluded from both timings (each tool's model call is timed).
+The model is GPT-2-shaped, of about 10-30M parameters, built on the fly and
+trained briefly on support-style text so that generations end at different
+lengths, like a real model's. Default: 6 layers, hidden 256, 50,304 vocabulary
+rows (Pythia's padded size; the tokenizer itself is trained on the corpus), 17.7M
+parameters; `--pad-vocab 0 --hidden 384` gives an 11.2M model with the
+tokenizer's own small vocabulary (a cheap LM head: the least favourable case for
+multiple choice). Both tools run on the CPU in float32 at the same batch size
+(rows per forward pass), each with its own batching; model loading is excluded
+(each tool's model calls are timed), and forward passes are counted for both.
 
     pip install "lm_eval==0.4.*"
-    python benchmarks/bench_lm_eval.py [--questions 300] [--prompts 96] [--batch-size 32] [--out benchmarks/results]
+    python benchmarks/bench_lm_eval.py [--replies mixed|short] [--pad-vocab 50304] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -46,12 +50,13 @@ DETAILS = ["I tried turning it off and on again.", "The light on the front is bl
            "The problem happens every morning.", "I need it for work tomorrow."]
 
 
-def make_data(folder: Path, n_mc: int, n_gen: int, seed: int = 0) -> tuple[Path, Path, list[str]]:
+def make_data(folder: Path, n_mc: int, n_gen: int, replies: str = "mixed", seed: int = 0) -> tuple[Path, Path, list[str]]:
     """Distinct templated support data, shaped like real tasks.
 
     Multiple choice: a ticket of a few sentences plus a question (long shared
     context) and short answers, as in ARC/MMLU/BBQ. Generation: replies asked
-    for "in one line" or "in detail", so output lengths vary as a real model's do.
+    for "in one line", "briefly" or "step by step" (`mixed`), or "in one line" /
+    "in detail" (`short`), so output lengths vary as a real model's do.
     """
     rng = random.Random(seed)
     mc, gen, corpus = [], [], []
@@ -69,14 +74,23 @@ def make_data(folder: Path, n_mc: int, n_gen: int, seed: int = 0) -> tuple[Path,
         corpus.append(f"Question: {q}\nAnswer: {right.capitalize()}.")
     for i in range(n_gen):
         p, issue = rng.choice(PRODUCTS), rng.choice(ISSUES)
-        detailed = i % 2 == 1
-        prompt = f"Customer {i}: my {p} {issue}. Reply {'in detail' if detailed else 'in one line'}. Agent:"
-        n_sent = rng.randint(3, 5) if detailed else 1
-        ref = " " + " ".join(f"Please {s}." for s in rng.sample(STEPS, n_sent))
-        if detailed:
-            ref += " " + rng.choice(FACTS)
-        gen.append({"id": f"g{i}", "prompt": prompt, "reference": ref.strip()})
-        corpus.append(prompt + ref + "\n\n")
+        if replies == "short":  # one line or a few sentences: outputs of ~6-31 tokens
+            style = "in detail" if i % 2 else "in one line"
+            n_sent = rng.randint(3, 5) if i % 2 else 1
+            ref = " ".join(f"Please {s}." for s in rng.sample(STEPS, n_sent))
+            if i % 2:
+                ref += " " + rng.choice(FACTS)
+        else:  # one line, briefly, or numbered steps: outputs of ~6-100 tokens, as a real assistant's vary
+            style = ("in one line", "briefly", "step by step")[i % 3]
+            if i % 3 < 2:
+                ref = " ".join(f"Please {s}." for s in rng.sample(STEPS, 1 + i % 3))
+            else:
+                steps = rng.sample(STEPS, rng.randint(3, 8))
+                ref = " ".join(f"{k}. {s.capitalize()} and wait a minute." for k, s in enumerate(steps, 1))
+                ref += " " + " ".join(rng.sample(FACTS, 2))
+        prompt = f"Customer {i}: my {p} {issue}. Reply {style}. Agent:"
+        gen.append({"id": f"g{i}", "prompt": prompt, "reference": ref})
+        corpus.append(prompt + " " + ref + "\n\n")
     mc_path, gen_path = folder / "mc.jsonl", folder / "gen.jsonl"
     mc_path.write_text("".join(json.dumps(r) + "\n" for r in mc))
     gen_path.write_text("".join(json.dumps(r) + "\n" for r in gen))
@@ -100,7 +114,7 @@ def build_model(folder: Path, corpus: list[str], hidden: int, layers: int, steps
     model.train()
     for step in range(steps):
         batch = random.Random(step).sample(corpus, 16)
-        enc = tok([b + tok.eos_token for b in batch], return_tensors="pt", padding=True, truncation=True, max_length=96)
+        enc = tok([b + tok.eos_token for b in batch], return_tensors="pt", padding=True, truncation=True, max_length=192)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         loss = model(**enc, labels=labels).loss
         loss.backward()
@@ -134,14 +148,16 @@ def lm_eval_task(folder: Path, name: str, data: Path, generate: bool, until: lis
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(task))
 
 
-def run_lm_eval(model_dir: Path, tasks_dir: Path, task: str, batch_size: int) -> tuple[float, int, list]:
-    """Time lm-eval's HF model call for `task`; returns (seconds, n_requests, logged samples)."""
+def run_lm_eval(model_dir: Path, tasks_dir: Path, task: str, batch_size: int) -> tuple[float, int, list, int]:
+    """Time lm-eval's HF model call for `task`; returns (seconds, n_requests, logged samples, forward passes)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     lm = HFLM(pretrained=str(model_dir), dtype="float32", batch_size=batch_size, device="cpu")
-    timed = {"s": 0.0, "n": 0}
+    timed = {"s": 0.0, "n": 0, "passes": 0}
+    # a hook, not a wrapper: generate() reads forward's signature (position ids for left padding)
+    lm.model.register_forward_pre_hook(lambda *_: timed.__setitem__("passes", timed["passes"] + 1))
     for method in ("loglikelihood", "generate_until"):
         original = getattr(lm, method)
 
@@ -155,10 +171,10 @@ def run_lm_eval(model_dir: Path, tasks_dir: Path, task: str, batch_size: int) ->
         setattr(lm, method, wrapper)
     res = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=TaskManager(include_path=str(tasks_dir)),
                                   log_samples=True, bootstrap_iters=0)
-    return timed["s"], timed["n"], res["samples"][task]
+    return timed["s"], timed["n"], res["samples"][task], timed["passes"]
 
 
-def run_tunegate(model_dir: Path, suite: Path, batch_size: int) -> tuple[float, int, object]:
+def run_tunegate(model_dir: Path, suite: Path, batch_size: int) -> tuple[float, int, object, int]:
     from tunegate.backends.hf import HFBackend
     from tunegate.evaluate import evaluate
     from tunegate.model_spec import ModelSpec
@@ -178,7 +194,7 @@ def run_tunegate(model_dir: Path, suite: Path, batch_size: int) -> tuple[float, 
 
         setattr(backend, method, wrapper)
     result = evaluate(spec, [str(suite)], backend=backend, cache_path=None)
-    return timed["s"], timed["n"], result
+    return timed["s"], timed["n"], result, backend.forward_passes
 
 
 def best_of(repeats: int, work: Path, suite: Path, task: str, batch_size: int) -> tuple:
@@ -199,13 +215,16 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=300)
     ap.add_argument("--prompts", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=6)
-    ap.add_argument("--train-steps", type=int, default=80)
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--pad-vocab", type=int, default=None,
-                    help="model vocabulary rows (e.g. 50304, Pythia's padded size); default: the tokenizer's 8192")
+    ap.add_argument("--train-steps", type=int, default=250)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--replies", choices=["mixed", "short"], default="mixed",
+                    help="generation data: one-line, brief and step-by-step replies (~6-100 tokens), or only "
+                         "one-line and few-sentence replies (~6-31 tokens, where per-row stopping has least to gain)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pad-vocab", type=int, default=50304,
+                    help="model vocabulary rows (50304: Pythia's padded size); 0: the tokenizer's own vocabulary")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
@@ -213,9 +232,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     work = Path(tempfile.mkdtemp(prefix="tg-bench-"))
-    mc_data, gen_data, corpus = make_data(work, args.questions, args.prompts)
+    mc_data, gen_data, corpus = make_data(work, args.questions, args.prompts, args.replies)
     t = time.perf_counter()
-    n_params = build_model(work / "model", corpus, args.hidden, args.layers, args.train_steps, args.pad_vocab)
+    n_params = build_model(work / "model", corpus, args.hidden, args.layers, args.train_steps, args.pad_vocab or None)
+    vocab_rows = json.loads((work / "model" / "config.json").read_text())["vocab_size"]
     print(f"model: {n_params / 1e6:.1f}M parameters, built+trained in {time.perf_counter() - t:.0f}s")
     until = ["\n\n", "Customer"]
     mc_suite = suite_yaml(work, "bench_mc", "multiple_choice", mc_data, {})
@@ -230,10 +250,11 @@ def main() -> None:
     run_lm_eval(work / "model", work, "tg_bench_mc", args.batch_size)
 
     report: dict = {"model_parameters": n_params, "hidden": args.hidden, "layers": args.layers,
-                    "vocab_rows": args.pad_vocab or 8192, "batch_size": args.batch_size, "device": "cpu",
+                    "vocab_rows": vocab_rows, "replies": args.replies, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "device": "cpu",
                     "threads": torch.get_num_threads(), "questions": args.questions, "prompts": args.prompts}
     # multiple choice
-    tg_s, tg_n, tg_res, le_s, le_n, le_samples = best_of(args.repeats, work, mc_suite, "tg_bench_mc", args.batch_size)
+    tg_s, tg_n, tg_res, tg_p, le_s, le_n, le_samples, le_p = best_of(args.repeats, work, mc_suite, "tg_bench_mc",
+                                                                      args.batch_size)
     ours = {s.id: [r.loglikelihood for r in s.responses] for s in tg_res.suites[0].samples}  # type: ignore[attr-defined]
     max_diff = 0.0
     for smp in le_samples:
@@ -244,11 +265,12 @@ def main() -> None:
         "requests": tg_n, "tunegate_s": round(tg_s, 3), "lm_eval_s": round(le_s, 3),
         "tunegate_req_per_s": round(tg_n / tg_s, 1), "lm_eval_req_per_s": round(le_n / le_s, 1),
         "speedup": round((tg_n / tg_s) / (le_n / le_s), 2), "max_abs_loglikelihood_diff": max_diff,
-        "lm_eval_requests": le_n, "repeats": args.repeats,
+        "lm_eval_requests": le_n, "repeats": args.repeats, "forward_passes": {"tunegate": tg_p, "lm_eval": le_p},
     }
     print("multiple choice:", json.dumps(report["multiple_choice"]))
     # generation
-    tg_s, tg_n, tg_res, le_s, le_n, le_samples = best_of(args.repeats, work, gen_suite, "tg_bench_gen", args.batch_size)
+    tg_s, tg_n, tg_res, tg_p, le_s, le_n, le_samples, le_p = best_of(args.repeats, work, gen_suite, "tg_bench_gen",
+                                                                      args.batch_size)
     ours_txt = {s.id: s.responses[0].text for s in tg_res.suites[0].samples}  # type: ignore[attr-defined]
     same = sum(ours_txt[smp["doc"]["id"]] == smp["resps"][0][0] for smp in le_samples)
     lengths = [s.responses[0].n_tokens for s in tg_res.suites[0].samples]  # type: ignore[attr-defined]
@@ -257,10 +279,11 @@ def main() -> None:
         "tunegate_req_per_s": round(tg_n / tg_s, 2), "lm_eval_req_per_s": round(le_n / le_s, 2),
         "speedup": round((tg_n / tg_s) / (le_n / le_s), 2), "identical_greedy_share": round(same / len(le_samples), 4),
         "generated_tokens_min_mean_max": [min(lengths), round(sum(lengths) / len(lengths), 1), max(lengths)],
+        "forward_passes": {"tunegate": tg_p, "lm_eval": le_p},
     }
     print("generation:", json.dumps(report["generation"]))
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"bench_lm_eval_{n_params // 1_000_000}M_v{args.pad_vocab or 8192}.json"
+    name = f"bench_lm_eval_{n_params // 1_000_000}M_v{vocab_rows}_{args.replies}.json"
     (args.out / name).write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out / name}")
 
