@@ -71,13 +71,13 @@ def test_scorer_returns_nothing_for_nothing() -> None:
 def test_detoxify_checkpoint_gives_known_probabilities(detoxify_fixed: tuple[Path, Path]) -> None:
     pytest.importorskip("detoxify")
     ckpt, folder = detoxify_fixed
-    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), device="cpu")
+    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), allow_pickle=True, device="cpu")
     out = scorer.score_texts_safe(TEXTS)
     assert [s[0].value for s in out] == pytest.approx([sigmoid(2.0)] * 4, abs=1e-6)
     classes = out[0][0].details["classes"]
     assert list(classes) == ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
     assert classes["identity_attack"] == pytest.approx(sigmoid(-2.0), abs=1e-6)
-    insult = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), label="insult")
+    insult = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), allow_pickle=True, label="insult")
     assert insult.score_texts_safe(["x"])[0][0].value == pytest.approx(sigmoid(1.0), abs=1e-6)
 
 
@@ -87,7 +87,7 @@ def test_detoxify_batched_scores_equal_one_text_at_a_time(detoxify_random: tuple
     import torch
 
     ckpt, folder, model, tok = detoxify_random
-    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), max_tokens=40, max_batch=3)
+    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), allow_pickle=True, max_tokens=40, max_batch=3)
     got = [s[0].value for s in scorer.score_texts_safe(TEXTS * 2)]
     with torch.no_grad():
         want = [float(model(**tok([t], return_tensors="pt")).logits.sigmoid()[0, 0]) for t in TEXTS * 2]
@@ -103,6 +103,23 @@ def test_detoxify_missing_checkpoint_fails_closed(tmp_path: Path) -> None:
     assert all("nope.ckpt not found" in (s[0].error or "") for s in out)
 
 
+def test_detoxify_loads_no_pickle_unless_allowed(detoxify_fixed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """detoxify checkpoints are torch pickles: as `--allow-pickle` for models, the user must opt in."""
+    pytest.importorskip("detoxify")
+    import torch
+
+    ckpt, folder = detoxify_fixed
+    loads: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    out = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder)).score_texts_safe(["text"])
+    assert out[0][0].value is None and "allow_pickle: true" in (out[0][0].error or "")
+    assert loads == []  # refused before anything was unpickled
+    allowed = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), allow_pickle=True)
+    assert allowed.score_texts_safe(["text"])[0][0].value is not None
+    assert len(loads) == 1
+
+
 def test_detoxify_not_installed_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "detoxify", None)
     out = DetoxifyScorer().score_texts_safe(["text"])
@@ -115,7 +132,7 @@ def test_detoxify_not_installed_names_the_pip_command(monkeypatch: pytest.Monkey
 def test_crash_in_a_later_batch_fails_the_whole_call_closed(detoxify_fixed: tuple[Path, Path]) -> None:
     pytest.importorskip("detoxify")
     ckpt, folder = detoxify_fixed
-    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), max_batch=1)
+    scorer = DetoxifyScorer(checkpoint=str(ckpt), huggingface_config_path=str(folder), allow_pickle=True, max_batch=1)
     real = scorer._probabilities
     calls = {"n": 0}
 

@@ -103,6 +103,8 @@ class DetoxifyOptions(_ClassifierOptions):
     huggingface_config_path: str | None = Field(
         default=None, description="local folder with the base model's config + tokenizer, for fully offline loading")
     label: str = Field(default="toxicity", description="which detoxify class is reported as the score")
+    allow_pickle: bool = Field(
+        default=False, description="accept detoxify's checkpoint format, a torch pickle that can run code when loaded")
 
 
 class DetoxifyScorer(_TorchClassifier):
@@ -125,9 +127,13 @@ class DetoxifyScorer(_TorchClassifier):
             p = getattr(o, opt)
             if p is not None and not Path(p).exists():
                 raise UserError(f"scorer detoxify: option {opt}: {p} not found")
+        # detoxify loads every checkpoint (local or its release download) with torch.load(weights_only=False):
+        # a pickle runs code when loaded, so, as `--allow-pickle` for models, the user must opt in.
+        if not o.allow_pickle:
+            raise UserError("scorer detoxify: its checkpoints are torch pickles, which can run code when loaded; "
+                            "if you trust the checkpoint, set the scorer option allow_pickle: true "
+                            "(suite scorer_options, or --option allow_pickle=true)")
         self.device = _resolve_device(o.device, device)
-        # detoxify loads the checkpoint with torch.load(weights_only=False): a pickle, so a checkpoint
-        # runs code when loaded. That is the user's choice of file (documented in docs/safety.md).
         det = Detoxify(o.model, checkpoint=o.checkpoint, device=self.device,
                        huggingface_config_path=o.huggingface_config_path)
         self.model, self.tokenizer, self.class_names = det.model, det.tokenizer, list(det.class_names)
