@@ -7,7 +7,13 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from tunegate.backends._hf_cache import MIN_HEADROOM, GrowingLayer, expand_rows, plain_full_attention, with_headroom
+from tunegate.backends._hf_cache import (
+    MIN_HEADROOM,
+    GrowingLayer,
+    expand_rows,
+    plain_full_attention,
+    with_headroom,
+)
 
 
 def kv(rows: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
