@@ -2,9 +2,10 @@
 
 Why not `model.generate`: each row must stop on its *own* stop strings or EOS
 and then stop costing compute; its slot is refilled with a waiting prompt
-(prefilled on its own, then spliced into the running KV cache with left
-padding), so the batch stays full instead of decoding until its slowest row
-finishes. Stop checks decode only a row's tail, not the whole batch. Seeded
+(prefilled with the other joiners, then spliced into the running KV cache with
+left padding), so the batch stays full instead of decoding until its slowest
+row finishes. The cache grows in place (`_hf_cache.GrowingLayer`) instead of
+being re-copied at every step. Stop checks decode only a row's tail. Seeded
 sampling gives a request the same text whatever batch it lands in (one RNG per
 request). Prompts are length-sorted and left-padded with explicit position ids;
 greedy decoding is the default. Caches whose layers are not plain full-attention
