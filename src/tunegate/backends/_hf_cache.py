@@ -35,21 +35,24 @@ class GrowingLayer(DynamicLayer):
         self._store(keys, values, headroom)
 
     @classmethod
+    def allocate(cls, keys: torch.Tensor, values: torch.Tensor, rows: int, room: int) -> "GrowingLayer":
+        """An empty layer with buffers of `rows` x `room` positions shaped like `keys`/`values` (views unset)."""
+        layer = cls.__new__(cls)
+        DynamicLayer.__init__(layer)
+        layer.dtype, layer.device, layer.is_initialized = keys.dtype, keys.device, True
+        layer._kbuf = keys.new_empty((rows, *keys.shape[1:-2], room, keys.shape[-1]))
+        layer._vbuf = values.new_empty((rows, *values.shape[1:-2], room, values.shape[-1]))
+        return layer
+
+    @classmethod
     def spliced(cls, parts: list[tuple[torch.Tensor, torch.Tensor]], width: int, headroom: int) -> "GrowingLayer":
         """One layer holding `parts`' rows stacked along the batch axis, each right-aligned in `width` slots.
 
         The left padding is zeroed (masked positions still enter attention's
         value product, so they must not hold garbage such as NaN).
         """
-        keys0, values0 = parts[0]
         rows = sum(k.shape[0] for k, _ in parts)
-        layer = cls.__new__(cls)
-        DynamicLayer.__init__(layer)
-        layer.dtype, layer.device = keys0.dtype, keys0.device
-        layer.is_initialized = True
-        room = width + max(headroom, MIN_HEADROOM)
-        layer._kbuf = keys0.new_empty((rows, *keys0.shape[1:-2], room, keys0.shape[-1]))
-        layer._vbuf = values0.new_empty((rows, *values0.shape[1:-2], room, values0.shape[-1]))
+        layer = cls.allocate(*parts[0], rows, width + max(headroom, MIN_HEADROOM))
         at = 0
         for keys, values in parts:
             b, n = keys.shape[0], keys.shape[-2]
@@ -140,12 +143,7 @@ def expand_rows(cache: Any, counts: list[int], headroom: int) -> bool:
     for i, layer in enumerate(layers):
         keys, values = layer.keys, layer.values
         n = keys.shape[-2]
-        grown = GrowingLayer.__new__(GrowingLayer)
-        DynamicLayer.__init__(grown)
-        grown.dtype, grown.device, grown.is_initialized = keys.dtype, keys.device, True
-        room = n + max(headroom, 1)
-        grown._kbuf = keys.new_empty((total, *keys.shape[1:-2], room, keys.shape[-1]))
-        grown._vbuf = values.new_empty((total, *values.shape[1:-2], room, values.shape[-1]))
+        grown = GrowingLayer.allocate(keys, values, total, n + max(headroom, 1))
         if len(set(counts)) == 1:  # every context has as many continuations: one broadcast copy
             k = counts[0]
             grown._kbuf[..., :n, :].unflatten(0, (len(counts), k)).copy_(keys.unsqueeze(1))
