@@ -182,5 +182,7 @@ def test_chunks_keep_requests_sharing_a_context_together() -> None:
     assert [len(c) for c in chunks] == [4] * 5  # a chunk grows past its size only to finish a context
     assert sum(len(c) for c in chunks) == len(reqs)
     assert len(_order(reqs[0])) == 2 and _order(reqs[5])[0] < _order(reqs[0])[0]  # longest contexts first
+    same = [(str(i), LoglikelihoodRequest(context="", continuation=f"doc {i}")) for i in range(8)]
+    assert [len(c) for c in _chunks(same, 3)] == [6, 2]  # a long run sharing one context is still bounded
     gens = [("g", GenerateRequest(prompt="x" * n)) for n in range(7)]
     assert [len(c) for c in _chunks(gens, 3)] == [3, 3, 1]

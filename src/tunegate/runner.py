@@ -51,14 +51,20 @@ def _order(req: Request) -> tuple[int, str]:
 
 
 def _chunks(items: list[tuple[str, Request]], size: int) -> list[list[tuple[str, Request]]]:
-    """Chunks of about `size` that never split a run of requests sharing a context (so no choice loses its prefix)."""
+    """Chunks of `size` to `2 * size` requests that split a run of requests sharing a context only when it is that long.
+
+    Splitting a question's choices would make the backend run their context
+    again; a run longer than a chunk (the empty context of every perplexity or
+    CrowS-Pairs request) is split anyway, so a chunk stays bounded.
+    """
     def context(r: Request) -> str | None:
         return r.context if isinstance(r, LoglikelihoodRequest) else None
 
     chunks: list[list[tuple[str, Request]]] = []
     current: list[tuple[str, Request]] = []
     for item in items:
-        if len(current) >= size and (context(item[1]) is None or context(item[1]) != context(current[-1][1])):
+        same = context(item[1]) is not None and context(item[1]) == context(current[-1][1]) if current else False
+        if len(current) >= 2 * size or (len(current) >= size and not same):
             chunks.append(current)
             current = []
         current.append(item)

@@ -298,3 +298,21 @@ def test_long_refilled_runs_with_compaction_and_trimming_match_one_at_a_time(fix
         assert [(r.text, r.n_tokens, r.finish_reason) for r in batched] == [
             (r.text, r.n_tokens, r.finish_reason) for r in single], bs
     backend.spec = backend.spec.model_copy(update={"batch_size": 4})
+
+
+def test_many_requests_sharing_one_context_respect_the_token_budget(gpt2: HFBackend) -> None:
+    """Perplexity and CrowS-Pairs requests all share the empty context: they must not become one huge pass."""
+    docs = [" ".join(["support"] * (3 + i % 7)) + f" ticket {i}." for i in range(30)]
+    reqs = [LoglikelihoodRequest(context="", continuation=d) for d in docs]
+    seen: list[tuple[int, int]] = []
+    hook = gpt2.model.register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4, "batch_tokens": 64})
+    try:
+        got = gpt2.loglikelihood(reqs)
+    finally:
+        hook.remove()
+        gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4, "batch_tokens": 8192})
+    assert seen and all(rows * width <= 64 for rows, width in seen), seen
+    for r, d in zip(got, docs):
+        assert r.loglikelihood == pytest.approx(direct_loglikelihood(gpt2, "", d)[0], abs=1e-4)

@@ -205,7 +205,12 @@ def loglikelihood(backend: "HFBackend", requests: list[LoglikelihoodRequest]) ->
     groups = []
     for ctx_key, members in by_context.items():
         if len(members) > 1:
-            groups.append(_Group(list(ctx_key), members))
+            # a group's continuation pass has one row per member: split so each fits the token budget
+            # (many requests share the empty context: perplexity, CrowS-Pairs)
+            longest_first = sorted(members, key=lambda m: -len(m[1]))
+            cost = lambda b, n=len(ctx_key): len(b) * (n + len(b[0][1]) - 1)  # noqa: E731 - b[0] is the widest
+            groups += [_Group(list(ctx_key), part)
+                       for part in budget_batches(longest_first, cost, len(members), backend.spec.batch_tokens)]
         else:
             i, cont = members[0]
             rows += [_Row(i, inp, tgt) for inp, tgt in windows(list(ctx_key), cont, backend.max_length)]
