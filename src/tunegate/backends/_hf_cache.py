@@ -28,6 +28,9 @@ MIN_HEADROOM = 64
 class GrowingLayer(DynamicLayer):
     """`DynamicLayer` whose `update` writes into preallocated room instead of concatenating."""
 
+    keys: torch.Tensor  # always set: a view of the filled part of the buffer
+    values: torch.Tensor
+
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, headroom: int = MIN_HEADROOM) -> None:
         super().__init__()
         self.dtype, self.device = keys.dtype, keys.device
@@ -120,9 +123,15 @@ def with_headroom(cache: Any, headroom: int) -> Any:
     """Convert `cache`'s plain full-attention layers (filled) to `GrowingLayer`s with `headroom` spare slots; in place."""
     layers = getattr(cache, "layers", None) or []
     for i, layer in enumerate(layers):
-        if type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None and layer.keys.numel():
-            layers[i] = GrowingLayer(layer.keys, layer.values, headroom)
+        keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if type(layer) is DynamicLayer and keys is not None and values is not None and keys.numel():
+            layers[i] = GrowingLayer(keys, values, headroom)
     return cache
+
+
+def _filled_plain(layer: Any) -> bool:
+    keys = getattr(layer, "keys", None)
+    return type(layer) is DynamicLayer and keys is not None and bool(keys.numel())
 
 
 def expand_rows(cache: Any, counts: list[int], headroom: int) -> bool:
@@ -136,8 +145,7 @@ def expand_rows(cache: Any, counts: list[int], headroom: int) -> bool:
     `batch_select_indices`.
     """
     layers = getattr(cache, "layers", None)
-    if not layers or not all(type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None
-                             and layer.keys.numel() for layer in layers):
+    if not layers or not all(_filled_plain(layer) for layer in layers):
         return False
     total = sum(counts)
     for i, layer in enumerate(layers):
@@ -161,7 +169,7 @@ def expand_rows(cache: Any, counts: list[int], headroom: int) -> bool:
 
 def plain_full_attention(cache: Any) -> bool:
     """True when every layer is a full-attention layer whose rows can be spliced along the batch axis."""
-    layers = getattr(cache, "layers", None)
+    layers = getattr(cache, "layers", None) or []
     return bool(layers) and all(
         type(layer) in (DynamicLayer, GrowingLayer) and getattr(layer, "keys", None) is not None for layer in layers
     )
