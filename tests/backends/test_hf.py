@@ -36,6 +36,15 @@ def llama(tiny_llama_dir: Path) -> HFBackend:
     return HFBackend(ModelSpec(model=str(tiny_llama_dir), batch_size=4))
 
 
+@pytest.fixture(scope="module")
+def mistral(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
+    """Sliding-window attention (window 4): padding, splicing and shared prefixes must respect the window."""
+    from tunegate.tiny import build_tiny_model
+
+    return HFBackend(ModelSpec(model=str(build_tiny_model(tmp_path_factory.mktemp("tiny-mistral"), "mistral")),
+                               batch_size=4))
+
+
 def direct_loglikelihood(backend: HFBackend, context: str, continuation: str) -> tuple[float, bool]:
     """The textbook computation: one unpadded forward over context+continuation, full log-softmax."""
     tok = backend.tokenizer
@@ -57,7 +66,7 @@ def direct_loglikelihood(backend: HFBackend, context: str, continuation: str) ->
     return float(preds.gather(-1, tgt[:, None]).sum()), bool((preds.argmax(-1) == tgt).all())
 
 
-@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+@pytest.mark.parametrize("fixture", ["gpt2", "llama", "mistral"])
 def test_loglikelihood_equals_direct_computation(fixture: str, request: pytest.FixtureRequest) -> None:
     backend = request.getfixturevalue(fixture)
     got = backend.loglikelihood([LoglikelihoodRequest(context=c, continuation=x) for c, x in PAIRS])
@@ -67,7 +76,7 @@ def test_loglikelihood_equals_direct_computation(fixture: str, request: pytest.F
         assert resp.is_greedy is greedy
 
 
-@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+@pytest.mark.parametrize("fixture", ["gpt2", "llama", "mistral"])
 def test_loglikelihood_independent_of_batch_size_and_padding(fixture: str, request: pytest.FixtureRequest) -> None:
     backend = request.getfixturevalue(fixture)
     reqs = [LoglikelihoodRequest(context=c, continuation=x) for c, x in PAIRS]
@@ -235,11 +244,14 @@ def test_shared_prefix_multiple_choice_equals_direct_and_runs_each_context_once(
     gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4, "batch_tokens": 8192})
 
 
-def test_shared_prefix_on_llama_matches_direct(llama: HFBackend) -> None:
+@pytest.mark.parametrize("fixture", ["llama", "mistral"])
+def test_shared_prefix_matches_direct(fixture: str, request: pytest.FixtureRequest) -> None:
+    backend = request.getfixturevalue(fixture)
     reqs = [LoglikelihoodRequest(context="Question: What is the capital of France? Answer:", continuation=x)
             for x in (" Paris.", " Lyon or maybe Marseille", " z")]
-    for req, resp in zip(reqs, llama.loglikelihood(reqs)):
-        assert resp.loglikelihood == pytest.approx(direct_loglikelihood(llama, req.context, req.continuation)[0], abs=1e-4)
+    for req, resp in zip(reqs, backend.loglikelihood(reqs)):
+        assert resp.loglikelihood == pytest.approx(direct_loglikelihood(backend, req.context, req.continuation)[0],
+                                                   abs=1e-4)
 
 
 def test_hub_id_resolves_from_the_local_hub_cache_offline(tiny_model_dir: Path, tmp_path: Path,
@@ -263,7 +275,7 @@ def test_hub_id_resolves_from_the_local_hub_cache_offline(tiny_model_dir: Path, 
         HFBackend(ModelSpec(model="acme/not-cached"))
 
 
-@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+@pytest.mark.parametrize("fixture", ["gpt2", "llama", "mistral"])
 def test_refilled_slots_give_the_same_texts_as_one_at_a_time(fixture: str, request: pytest.FixtureRequest) -> None:
     """More prompts than slots, rows stopping at different steps: waiting prompts join mid-decode."""
     backend = request.getfixturevalue(fixture)
@@ -282,7 +294,7 @@ def test_refilled_slots_give_the_same_texts_as_one_at_a_time(fixture: str, reque
     assert passes < 24, passes
 
 
-@pytest.mark.parametrize("fixture", ["gpt2", "llama"])
+@pytest.mark.parametrize("fixture", ["gpt2", "llama", "mistral"])
 def test_long_refilled_runs_with_compaction_and_trimming_match_one_at_a_time(fixture: str,
                                                                              request: pytest.FixtureRequest) -> None:
     """Many refills: rows leave (lazily compacted), leading padding is trimmed, new rows are spliced in."""
