@@ -8,9 +8,10 @@ row finishes. The cache grows in place (`_hf_cache.GrowingLayer`) instead of
 being re-copied at every step. Stop checks decode only a row's tail. Seeded
 sampling gives a request the same text whatever batch it lands in (one RNG per
 request). Prompts are length-sorted and left-padded with explicit position ids;
-greedy decoding is the default. Caches whose layers are not plain full-attention
-layers (sliding windows, linear attention) are never spliced: those models
-decode batch by batch, dropping finished rows.
+greedy decoding is the default. The cache is built without a model config, so
+a sliding-window model keeps full layers and its attention mask applies the
+window (tested on a tiny Mistral). Caches holding any other layer type (e.g. a
+recurrent state) are never spliced: those models decode batch by batch.
 """
 
 from __future__ import annotations
