@@ -96,3 +96,17 @@ def test_only_plain_full_attention_layers_are_converted() -> None:
     with_headroom(cache, 4)
     assert isinstance(cache.layers[0], GrowingLayer) and type(cache.layers[1]) is Other
     assert not plain_full_attention(cache)
+
+
+def test_crop_repeat_and_reorder_keep_the_buffer_consistent() -> None:
+    keys, values = kv(2, 6, 0)
+    layer = GrowingLayer(keys, values)
+    layer.crop(-2)
+    assert torch.equal(layer.keys, keys[..., :4, :])
+    layer.batch_repeat_interleave(2)
+    assert torch.equal(layer.values, values[..., :4, :].repeat_interleave(2, dim=0))
+    layer.reorder_cache(torch.tensor([3, 0]))
+    assert torch.equal(layer.keys, keys[[1, 0], :, :4, :])
+    new = kv(2, 1, 4)
+    layer.update(*new)  # writes after the cropped end, not after the old one
+    assert torch.equal(layer.keys[..., 4:, :], new[0]) and layer.keys.shape[-2] == 5
