@@ -108,13 +108,6 @@ class _Batch:
         return [k for k, r in enumerate(self.rows) if r.finish is None]
 
 
-def _mergeable(cache: Any) -> bool:
-    """Refilling splices caches along the batch axis; only plain full-attention layers are known to allow it."""
-    from tunegate.backends._hf_cache import plain_full_attention
-
-    return plain_full_attention(cache)
-
-
 def _headroom(rows: list[_RowState]) -> int:
     return max(r.request.max_new_tokens - len(r.generated) for r in rows) + 1
 
@@ -213,7 +206,7 @@ def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
     therefore compacted out only when slots are refilled or half the batch is
     done, and refills wait for a quarter of the slots (a prefill is a pass).
     """
-    from tunegate.backends._hf_cache import with_headroom
+    from tunegate.backends._hf_cache import plain_full_attention, with_headroom
 
     bs = backend.spec.batch_size
     queue = deque(ordered)
@@ -224,7 +217,7 @@ def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
             alive = batch.alive() if batch else []
             if not alive and not queue:
                 return
-            spliceable = bool(alive) and batch is not None and _mergeable(batch.cache)
+            spliceable = bool(alive) and batch is not None and plain_full_attention(batch.cache)
             refill = bool(queue) and (not alive or (spliceable and bs - len(alive) >= refill_at))
             if refill:
                 joining = [queue.popleft() for _ in range(min(bs - len(alive), len(queue)))]
