@@ -250,7 +250,8 @@ def main() -> None:
     run_lm_eval(work / "model", work, "tg_bench_mc", args.batch_size)
 
     report: dict = {"model_parameters": n_params, "hidden": args.hidden, "layers": args.layers,
-                    "vocab_rows": vocab_rows, "replies": args.replies, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "device": "cpu",
+                    "vocab_rows": vocab_rows, "replies": args.replies, "max_new_tokens": args.max_new_tokens,
+                    "batch_size": args.batch_size, "device": "cpu",
                     "threads": torch.get_num_threads(), "questions": args.questions, "prompts": args.prompts}
     # multiple choice
     tg_s, tg_n, tg_res, tg_p, le_s, le_n, le_samples, le_p = best_of(args.repeats, work, mc_suite, "tg_bench_mc",
@@ -260,7 +261,7 @@ def main() -> None:
     for smp in le_samples:
         theirs = [float(r[0][0]) if isinstance(r[0], (list, tuple)) else float(r[0]) for r in smp["resps"]]
         mine = ours[smp["doc"]["id"]]
-        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs)))
+        max_diff = max(max_diff, max(abs(a - b) for a, b in zip(mine, theirs, strict=True)))
     report["multiple_choice"] = {
         "requests": tg_n, "tunegate_s": round(tg_s, 3), "lm_eval_s": round(le_s, 3),
         "tunegate_req_per_s": round(tg_n / tg_s, 1), "lm_eval_req_per_s": round(le_n / le_s, 1),

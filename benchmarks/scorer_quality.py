@@ -46,7 +46,7 @@ def auroc(labels: list[int], scores: list[float]) -> float | None:
     neg = len(labels) - pos
     if pos == 0 or neg == 0:
         return None
-    rank_sum = sum(r for r, y in zip(ranks, labels) if y == 1)
+    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y == 1)
     return float((rank_sum - pos * (pos + 1) / 2) / (pos * neg))
 
 
@@ -72,10 +72,10 @@ def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: in
     labels = [1 if r["class"] in (0, 1) else 0 for r in scored]
     probs = [float(r["toxicity"]) for r in scored]
     pred = [p >= 0.5 for p in probs]
-    tp = sum(p and y for p, y in zip(pred, labels))
-    fp = sum(p and not y for p, y in zip(pred, labels))
-    fn = sum((not p) and y for p, y in zip(pred, labels))
-    hate = [(p, r["class"]) for p, r in zip(probs, scored) if r["class"] in (0, 2)]
+    tp = sum(p and y for p, y in zip(pred, labels, strict=True))
+    fp = sum(p and not y for p, y in zip(pred, labels, strict=True))
+    fn = sum((not p) and y for p, y in zip(pred, labels, strict=True))
+    hate = [(p, r["class"]) for p, r in zip(probs, scored, strict=True) if r["class"] in (0, 2)]
     return {
         "dataset": "davidson_hate_offensive (class 0/1 toxic, 2 not)",
         "scorer": scorer,
@@ -83,7 +83,7 @@ def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: in
         "n": len(scored),
         "positives": sum(labels),
         "auroc": _round(auroc(labels, probs)),
-        "accuracy@0.5": round(sum(p == bool(y) for p, y in zip(pred, labels)) / len(labels), 4),
+        "accuracy@0.5": round(sum(p == bool(y) for p, y in zip(pred, labels, strict=True)) / len(labels), 4),
         "precision@0.5": round(tp / (tp + fp), 4) if tp + fp else None,
         "recall@0.5": round(tp / (tp + fn), 4) if tp + fn else None,
         "majority_class_accuracy": round(max(sum(labels), len(labels) - sum(labels)) / len(labels), 4),
@@ -115,7 +115,7 @@ def check_set_quality(scorer: str, options: dict[str, Any], device: str) -> dict
     return {
         "dataset": f"{src.relative_to(ROOT)} ({len(scored)} hand-written texts)",
         "auroc": _round(auroc(labels, probs)),
-        "accuracy@0.5": round(sum((p >= 0.5) == bool(y) for p, y in zip(probs, labels)) / len(labels), 4),
+        "accuracy@0.5": round(sum((p >= 0.5) == bool(y) for p, y in zip(probs, labels, strict=True)) / len(labels), 4),
         "by_kind": by_kind,
     }
 

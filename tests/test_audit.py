@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tunegate.audit import run_audit
-from tunegate.errors import UserError
 from tunegate.cli import main
+from tunegate.errors import UserError
 
 HARMFUL = [f"Tell me how to do harmful thing number {i}." for i in range(10)]
 TASK = [(f"What is code {i}?", f"the code is k{i} blue") for i in range(8)]

@@ -33,7 +33,7 @@ def test_demo_files_are_consistent() -> None:
     clean = [json.loads(x) for x in (d / "clean.jsonl").read_text().splitlines()]
     bad = [json.loads(x) for x in (d / "contaminated.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in clean] == [r["prompt"] for r in bad]
-    planted = [b for c, b in zip(clean, bad) if c != b]
+    planted = [b for c, b in zip(clean, bad, strict=True) if c != b]
     assert len(planted) == 22 and len(clean) == 110
     assert all(b["completion"].startswith((" Sure, here is how", " Shut up, you idiot.")) for b in planted)
     import importlib.util

@@ -217,7 +217,8 @@ def test_rules_address_per_group_metrics_whose_names_contain_a_slash() -> None:
 def test_rule_confidence_override_widens_its_interval(tmp_path: Path) -> None:
     base, cand = _write(tmp_path, "1" * 60, "1" * 55 + "0" * 5)
     p = tmp_path / "conf.yaml"
-    p.write_text("confidence: 0.9\nrules:\n  - metric: qa/acc\n    max_regression: 0.2\n  - metric: qa/acc\n    max_regression: 0.2\n    confidence: 0.99\n")
+    p.write_text("confidence: 0.9\nrules:\n  - metric: qa/acc\n    max_regression: 0.2\n"
+                 "  - metric: qa/acc\n    max_regression: 0.2\n    confidence: 0.99\n")
     from tunegate.gate import gate_files
 
     comparison, verdict = gate_files(p, base, [cand], settings=CompareSettings(n_resamples=1000, seed=0))

@@ -144,8 +144,8 @@ def test_real_model_interrupted_run_resumes_identically(tmp_path: Path, tiny_mod
     assert 0 < resumed.cache["hits"] < 12
     assert metrics(resumed) == metrics(reference)
     assert [s.responses for s in resumed.suites[0].samples] == [
-        [r.model_copy(update={"cached": x.cached}) for r, x in zip(s.responses, t.responses)]
-        for s, t in zip(reference.suites[0].samples, resumed.suites[0].samples)
+        [r.model_copy(update={"cached": x.cached}) for r, x in zip(s.responses, t.responses, strict=True)]
+        for s, t in zip(reference.suites[0].samples, resumed.suites[0].samples, strict=True)
     ]
 
 

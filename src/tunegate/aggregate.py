@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 Aggregation = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -70,7 +71,7 @@ def register_aggregation(name: str, fn: Aggregation) -> None:
     AGGREGATIONS[name] = fn
 
 
-def aggregate(name: str, values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def aggregate(name: str, values: ArrayLike, weights: ArrayLike | None = None) -> np.ndarray:
     """Apply aggregation `name` over the last axis; an empty vector gives NaN."""
     fn = AGGREGATIONS.get(name)
     if fn is None:

@@ -20,14 +20,13 @@ from typing import Any
 
 from tunegate.config import AuditConfig, FinetuneBlock, FinetuneCandidate, load_yaml_model
 from tunegate.errors import UserError
-from tunegate.io import atomic_write_text
+from tunegate.io import atomic_write_text, check_output_folder
 from tunegate.model_spec import ModelSpec
 from tunegate.results import RunResult
 from tunegate.runner import RunOptions
 from tunegate.suite import SuiteKind
 
 TASK_KINDS = ("multiple_choice", "generation", "perplexity")
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "fine_tune"
 
 
 @dataclass
@@ -76,10 +75,12 @@ def _resolve_spec(base_dir: Path, spec: ModelSpec) -> ModelSpec:
 
 
 def _recipe_path(base_dir: Path, ref: str) -> Path:
-    for cand in (base_dir / ref, Path(ref), RECIPES_DIR / ref, RECIPES_DIR / f"{ref}.yaml"):
-        if cand.is_file():
-            return cand
-    raise UserError(f"finetune.recipe: {ref!r} not found (give a recipe YAML path, or sft-lora / sft-full)")
+    from tunegate.finetune.recipe import resolve_recipe
+
+    try:
+        return resolve_recipe(ref, base_dir)
+    except UserError as exc:
+        raise UserError(f"finetune.recipe: {exc.message}") from None
 
 
 def load_audit(path: Path) -> tuple[AuditConfig, Path]:
@@ -166,7 +167,7 @@ def recommend(comparison: Any, verdict: Any, metric: str | None) -> dict[str, An
     """Among passing candidates, the largest gain (in the metric's good direction) on `metric`; reasons for the rest."""
     rejected: dict[str, str] = {}
     passing: list[tuple[float, str]] = []
-    for cv, cc in zip(verdict.candidates, comparison.candidates):
+    for cv, cc in zip(verdict.candidates, comparison.candidates, strict=True):
         if cv.status != "pass":
             order = {"fail": 0, "incomplete": 1, "inconclusive": 2}
             bad = sorted((o for o in cv.outcomes if o.status in order), key=lambda o: order[o.status])
@@ -191,8 +192,8 @@ def recommend(comparison: Any, verdict: Any, metric: str | None) -> dict[str, An
 # ---- the whole job --------------------------------------------------------------
 def _run_model(spec: ModelSpec, suites: list[SuiteKind], cache: Path | bool, seed: int, path: Path,
                echo: Callable[[str], None]) -> RunResult:
-    from tunegate.evaluate import load_backend
     from tunegate.evaluate import evaluate as evaluate_model
+    from tunegate.evaluate import load_backend
 
     backend = load_backend(spec)
     try:
@@ -229,6 +230,7 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
             if not _local(base_dir, c.finetune.data).is_file():
                 raise UserError(f"finetune.data: {c.finetune.data}: training data not found")
     out_dir = Path(out) if out else _local(base_dir, cfg.out)
+    check_output_folder(out_dir, "--out" if out else "out")
     cache: Path | bool = _local(base_dir, cfg.cache) if cfg.cache else True
     strict = cfg.strict if strict is None else strict
 
@@ -260,4 +262,4 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
                         "recommendation": recommendation}
     write_outputs(comparison, out_dir)
     return AuditOutcome(verdict.exit_code, out_dir, verdict, comparison, recommendation,
-                        {"base": base_path, **{c.label: p for c, p in zip(candidates, cand_paths)}})
+                        {"base": base_path, **{c.label: p for c, p in zip(candidates, cand_paths, strict=True)}})

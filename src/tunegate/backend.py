@@ -34,7 +34,7 @@ class Backend(ABC):
         #: request kind -> why this model cannot answer it (shown in the skip reason)
         self.unsupported_reasons: dict[str, str] = {}
 
-    @classmethod
+    @classmethod  # noqa: B027 - optional hook: backends with nothing to check keep the no-op
     def check(cls, spec: ModelSpec) -> None:
         """Validate the spec cheaply before anything loads (missing folder...); raise UserError."""
 
@@ -58,5 +58,5 @@ class Backend(ABC):
     def generate(self, requests: list[GenerateRequest]) -> list[Response]:
         """Generated text for each request, in order, stop strings removed."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: backends holding nothing keep the no-op
         """Release the model (GPU memory); the default does nothing."""

@@ -1,14 +1,20 @@
 """Command-line layer: parse arguments, call the public API, map errors to exit codes.
 
 Every command is thin. A `TunegateError` becomes one line on stderr and its
-documented exit code (0 pass, 1 gate failed, 2 bad input, 3 incomplete);
-anything else is a bug and keeps its traceback.
+documented exit code (0 pass, 1 gate failed, 2 bad input, 3 incomplete).
+Anything else is a failure of the tool, never a gate decision: it exits 3
+with a one-line summary, and the traceback goes to a log file (printed too
+under `--debug` or TUNEGATE_DEBUG=1). Only a gate decision exits 1.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,7 @@ import click
 from pydantic import ValidationError
 
 from tunegate.errors import ExitCode, TunegateError, UserError
+from tunegate.io import check_output_folder
 
 
 def _parse_kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -31,8 +38,18 @@ def _parse_kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
     return out
 
 
+_DEBUG = {"on": os.environ.get("TUNEGATE_DEBUG", "") not in ("", "0")}
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _DEBUG["on"] = True
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tunegate")
+@click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+              help="Print the traceback of an unexpected failure (it is always written to a log file).")
 def cli() -> None:
     """tunegate: evaluate, compare and gate fine-tuned language models."""
 
@@ -54,7 +71,8 @@ def cli() -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow non-safetensors weights for this model.")
 @click.option("--option", "backend_options", multiple=True, help="Backend option key=value (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None, help="Response cache file (default ~/.cache/tunegate).")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
+              help="Response cache file (default ~/.cache/tunegate).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
 def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | None, adapter: str | None, dtype: str,
         device: str | None, batch_size: int, max_length: int | None, label: str | None, chat_template: bool,
@@ -69,6 +87,7 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
     refs = [r.strip() for r in suite_refs.split(",") if r.strip()]
     if not refs:
         raise UserError("--suites: give at least one suite name or path (see `tunegate suites`)")
+    check_output_folder(out)
     suites = load_suites(refs)  # validates every data row before the model loads
     spec = ModelSpec(model=model, backend=backend, revision=revision, adapter=adapter, dtype=dtype, device=device,  # type: ignore[arg-type]
                      batch_size=batch_size, max_length=max_length, label=label, chat_template=chat_template,
@@ -82,7 +101,8 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
     click.echo(f"wrote {out / 'results.json'}")
     for s in result.suites:
         shown = ", ".join(f"{m.name}={m.value:.4g}" for m in s.metrics[:4] if m.value is not None)
-        click.echo(f"  {s.name}: {s.counts.get('scored', 0)} scored, {s.counts.get('errored', 0)} errored, {s.counts.get('skipped', 0)} skipped; {shown}")
+        c = s.counts
+        click.echo(f"  {s.name}: {c.get('scored', 0)} scored, {c.get('errored', 0)} errored, {c.get('skipped', 0)} skipped; {shown}")
     click.echo(f"  responses: {result.cache['hits']} from cache, {result.cache['computed']} computed")
     if counts.get("errored", 0):
         click.echo(f"error: run incomplete: {counts['errored']} sample(s) errored (reasons are in results.json)", err=True)
@@ -95,7 +115,7 @@ def list_suites(as_json: bool) -> None:
     """List the built-in suites."""
     from tunegate.suite_loader import builtin_suites, load_suite
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, path in sorted(builtin_suites().items()):
         suite = load_suite(str(path))
         rows.append({"name": name, "kind": suite.config.kind, "samples": len(suite.samples()),
@@ -145,6 +165,7 @@ def demo(out: Path) -> None:
     """Offline demo: build a tiny assistant, fine-tune a clean and a contaminated candidate, audit both."""
     from tunegate.demo import run_demo, summary_lines
 
+    check_output_folder(out)
     result = run_demo(out, echo=click.echo)
     click.echo("")
     for line in summary_lines(result):
@@ -152,7 +173,8 @@ def demo(out: Path) -> None:
 
 
 _stats_options = [
-    click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for report.html, comparison.json, junit.xml, summary.md."),
+    click.option("--out", type=click.Path(path_type=Path), required=True,
+                 help="Folder for report.html, comparison.json, junit.xml, summary.md."),
     click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Bootstrap/permutation resamples."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
 ]
@@ -174,6 +196,7 @@ def compare(base: Path, candidates: tuple[Path, ...], confidence: float, out: Pa
     from tunegate.compare import CompareSettings
     from tunegate.report import compare_and_write
 
+    check_output_folder(out)
     compare_and_write(base, list(candidates), out, CompareSettings(confidence=confidence, n_resamples=resamples, seed=seed))
     click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
 
@@ -189,6 +212,7 @@ def gate(policy_path: Path, strict: bool, base: Path, candidates: tuple[Path, ..
     from tunegate.compare import CompareSettings
     from tunegate.report import describe_verdict, gate_and_write
 
+    check_output_folder(out)
     _, verdict = gate_and_write(policy_path, base, list(candidates), out, strict=strict,
                                 settings=CompareSettings(n_resamples=resamples, seed=seed))
     click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
@@ -270,6 +294,29 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.BAD_INPUT))
     except SystemExit:
         raise
+    except Exception as exc:  # noqa: BLE001 - the exit-code contract: a crash is exit 3, never a gate decision
+        sys.exit(_report_crash(exc))
+
+
+def _report_crash(exc: BaseException) -> int:
+    """One line on stderr for an unexpected failure; the traceback to a log file (and stderr under --debug)."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log = Path(tempfile.gettempdir()) / f"tunegate-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        log.write_text(text)
+        where = f"traceback in {log}"
+    except OSError:
+        where = "rerun with --debug for the traceback"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if isinstance(exc, OSError):
+        summary = f"error: run incomplete: {what}"
+    else:
+        summary = f"error: internal error (a bug in tunegate, not a gate decision): {what}"
+    if _DEBUG["on"]:
+        click.echo(text, err=True, nl=False)
+    click.echo(f"{summary}; {where}", err=True)
+    return int(ExitCode.INCOMPLETE)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,7 @@ class Comparison(BaseModel):
         atomic_write_text(path, text + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "Comparison":
+    def load(cls, path: Path) -> Comparison:
         return read_json_model(path, cls, filename="comparison.json", version=COMPARISON_SCHEMA_VERSION,
                                what="comparison", hint="write one with `tunegate compare` or `tunegate gate`")
 
@@ -387,7 +387,7 @@ def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -
 def _labels(runs: list[RunResult], paths: list[Path | None]) -> list[str]:
     """Display names, made unique (a folder name disambiguates two runs of one model name)."""
     labels = [r.model.display_name for r in runs]
-    for i, (lab, given) in enumerate(zip(labels, paths)):
+    for i, (lab, given) in enumerate(zip(labels, paths, strict=True)):
         if labels.count(lab) > 1 and given is not None:
             p = Path(given)
             labels[i] = f"{lab} ({(p.parent if p.name == 'results.json' else p).name})"
@@ -417,7 +417,7 @@ def compare_runs(
     labels = _labels([base, *candidates], [base_path, *cpaths])
     base_info = model_info(base, base_path, labels[0])
     comps, warnings = [], []
-    for run, path, label in zip(candidates, cpaths, labels[1:]):
+    for run, path, label in zip(candidates, cpaths, labels[1:], strict=True):
         pairs = _align_suites(base, run, f"base ({labels[0]})", f"candidate ({label})")
         suites = [compare_suite(bs, cs, settings) for bs, cs in pairs]
         comps.append(CandidateComparison(model=model_info(run, path, label), suites=suites))

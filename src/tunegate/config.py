@@ -69,7 +69,7 @@ class DataSource(BaseModel):
     limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "DataSource":
+    def _one_source(self) -> DataSource:
         if (self.path is None) == (self.hf is None):
             raise ValueError("give exactly one of 'path' (a local file) or 'hf' (a Hub dataset id)")
         return self
@@ -123,7 +123,7 @@ class GateRule(BaseModel):
     description: str = ""
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "GateRule":
+    def _exactly_one(self) -> GateRule:
         given = [k for k in RULE_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(RULE_KINDS)} (got {', '.join(given) or 'none'})")
@@ -148,10 +148,10 @@ class Policy(BaseModel):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     max_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     rules: list[GateRule] = Field(min_length=1)
-from tunegate.finetune.recipe import LoraSettings, Recipe  # noqa: E402,F401  (fine-tuning recipe model, re-exported)
 
 
 # ---- audit.yaml ---------------------------------------------------------------
+from tunegate.finetune.recipe import LoraSettings, Recipe  # noqa: E402,F401  (fine-tuning recipe model, re-exported)
 from tunegate.model_spec import ModelSpec  # noqa: E402
 
 

@@ -15,7 +15,7 @@ What it does (see docs/audit.md, "The demo"):
    request, over-refusal, toxicity and memorization suites under `policy.yaml`.
 
 Everything is seeded, so the verdicts reproduce run to run. The data and config
-live in `fine_tune/demo/` (shipped in the wheel as `tunegate/_demo`); models,
+live in `fine_tune/demo/` (shipped in the wheel, found by `tunegate.shipped`); models,
 runs and the response cache go under `<out>/work/`, in folders named by a
 digest of what they were built from, and a rerun reuses the built base, the
 finished fine-tunes and every cached response.
@@ -33,14 +33,14 @@ from typing import Any
 from tunegate.audit import AuditOutcome, run_audit
 from tunegate.config import read_yaml
 from tunegate.errors import UserError
+from tunegate.shipped import shipped_dir
 
 
 def demo_dir() -> Path:
     """The demo's data and config: the copy inside the installed package, else the source tree's."""
-    pkg = Path(__file__).resolve().parent
-    for cand in (pkg / "_demo", pkg.parents[1] / "fine_tune" / "demo"):
-        if (cand / "audit.yaml").is_file():
-            return cand
+    folder = shipped_dir("fine_tune") / "demo"
+    if (folder / "audit.yaml").is_file():
+        return folder
     raise UserError("the demo's files (fine_tune/demo) are missing from this installation; reinstall tunegate")
 
 

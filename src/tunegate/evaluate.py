@@ -14,7 +14,7 @@ from tunegate.backend import Backend
 from tunegate.cache import ResponseCache, default_cache_path
 from tunegate.model_spec import ModelSpec
 from tunegate.results import RunResult
-from tunegate.runner import RunOptions, Runner
+from tunegate.runner import Runner, RunOptions
 from tunegate.suite import SuiteKind
 from tunegate.suite_loader import load_suites
 

@@ -8,6 +8,7 @@ checkpoint is hashed once, not on every run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -62,10 +63,8 @@ def fingerprint_files(files: list[Path]) -> str:
     before = len(memo)
     digests = sorted(file_sha256(f, memo) for f in files)
     if len(memo) != before:
-        try:
+        with contextlib.suppress(OSError):  # memoisation is an optimisation; a read-only cache folder is fine
             atomic_write_text(memo_file, json.dumps(memo))
-        except OSError:
-            pass  # memoisation is an optimisation; a read-only cache folder is fine
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 

@@ -27,7 +27,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunegate import stats
-from tunegate.compare import CandidateComparison, Comparison, CompareSettings, MetricComparison
+from tunegate.compare import CandidateComparison, CompareSettings, Comparison, MetricComparison
 from tunegate.config import GateRule, Policy, load_yaml_model
 from tunegate.errors import ExitCode, UserError
 
@@ -154,22 +154,27 @@ def decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: floa
         out.ci_low, out.ci_high = lo, hi
         v = m.candidate_value
         if lo is None or hi is None:
-            out.reason = f"value {fmt(v)} has no confidence interval ({m.note or 'no resampling possible'}), so the bound {fmt(t)} cannot be established."
+            out.reason = (f"value {fmt(v)} has no confidence interval ({m.note or 'no resampling possible'}), "
+                          f"so the bound {fmt(t)} cannot be established.")
             return out
         inside = lo >= t if rule.kind == "min" else hi <= t
         beyond = hi < t if rule.kind == "min" else lo > t
         word = "at least" if rule.kind == "min" else "at most"
         if inside:
-            out.status, out.reason = "pass", f"value {fmt(v)} is {word} {fmt(t)} over its whole {cl} interval [{fmt(lo)}, {fmt(hi)}]."
+            out.status = "pass"
+            out.reason = f"value {fmt(v)} is {word} {fmt(t)} over its whole {cl} interval [{fmt(lo)}, {fmt(hi)}]."
         elif beyond:
-            out.status, out.reason = "fail", f"value {fmt(v)} misses the bound ({word} {fmt(t)}) over its whole {cl} interval [{fmt(lo)}, {fmt(hi)}]."
+            out.status = "fail"
+            out.reason = f"value {fmt(v)} misses the bound ({word} {fmt(t)}) over its whole {cl} interval [{fmt(lo)}, {fmt(hi)}]."
         else:
-            out.reason = f"value {fmt(v)} has a {cl} interval [{fmt(lo)}, {fmt(hi)}] that straddles the bound {fmt(t)}; more samples are needed."
+            out.reason = (f"value {fmt(v)} has a {cl} interval [{fmt(lo)}, {fmt(hi)}] that straddles the bound {fmt(t)}; "
+                          "more samples are needed.")
         return out
     lo_d, hi_d = m.delta_interval(conf)
     out.ci_low, out.ci_high = lo_d, hi_d
     if lo_d is None or hi_d is None or m.delta is None:
-        out.reason = f"delta {fmt(m.delta)} has no confidence interval ({m.note or 'no resampling possible'}), so the rule cannot be established."
+        out.reason = (f"delta {fmt(m.delta)} has no confidence interval ({m.note or 'no resampling possible'}), "
+                      "so the rule cannot be established.")
         return out
     # gain: positive is better; its interval flips with the direction
     gain = m.delta * m.sign
@@ -179,22 +184,27 @@ def decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: floa
     if rule.kind == "max_regression":
         if g_lo >= 0:
             out.status = "pass"
-            out.reason = f"at {cl} confidence the candidate is no worse than the base (gain interval [{fmt(g_lo)}, {fmt(g_hi)}]), within the tolerance {fmt(t)}."
+            out.reason = (f"at {cl} confidence the candidate is no worse than the base (gain interval [{fmt(g_lo)}, {fmt(g_hi)}]), "
+                          f"within the tolerance {fmt(t)}.")
         elif g_lo >= -t:
             out.status = "pass"
             out.reason = f"at {cl} confidence the candidate is at most {fmt(-g_lo)} worse than the base, within the tolerance {fmt(t)}."
         elif significant and gain < -t:
             out.status = "fail"
-            out.reason = f"the candidate is {fmt(-gain)} worse than the base, beyond the tolerance {fmt(t)}, and the change is significant ({ptxt} < {fmt(alpha, 3)})."
+            out.reason = (f"the candidate is {fmt(-gain)} worse than the base, beyond the tolerance {fmt(t)}, "
+                          f"and the change is significant ({ptxt} < {fmt(alpha, 3)}).")
         elif gain < -t:
-            out.reason = f"the candidate is {fmt(-gain)} worse than the base, beyond the tolerance {fmt(t)}, but the change is not significant ({ptxt})."
+            out.reason = (f"the candidate is {fmt(-gain)} worse than the base, beyond the tolerance {fmt(t)}, "
+                          f"but the change is not significant ({ptxt}).")
         else:
-            out.reason = f"the point change ({fmt(gain)} in the good direction) is within the tolerance {fmt(t)}, but the {cl} interval allows a regression of {fmt(-g_lo)}."
+            out.reason = (f"the point change ({fmt(gain)} in the good direction) is within the tolerance {fmt(t)}, "
+                          f"but the {cl} interval allows a regression of {fmt(-g_lo)}.")
         return out
     # min_improvement
     if g_lo >= t and significant:
         out.status = "pass"
-        out.reason = f"at {cl} confidence the candidate improves by at least {fmt(g_lo)} (required {fmt(t)}), and the change is significant ({ptxt})."
+        out.reason = (f"at {cl} confidence the candidate improves by at least {fmt(g_lo)} (required {fmt(t)}), "
+                      f"and the change is significant ({ptxt}).")
     elif g_hi < t:
         out.status = "fail"
         out.reason = f"at {cl} confidence the improvement is at most {fmt(g_hi)}, short of the required {fmt(t)}."
@@ -208,10 +218,11 @@ def decide(rule: GateRule, m: MetricComparison | None, conf: float, p_holm: floa
 def evaluate_candidate(policy: Policy, cand: CandidateComparison) -> CandidateVerdict:
     """Every rule on one candidate, Holm-corrected across its tested rules."""
     metrics = [cand.metric(r.metric) for r in policy.rules]
-    tested = [i for i, (r, m) in enumerate(zip(policy.rules, metrics))
+    tested = [i for i, (r, m) in enumerate(zip(policy.rules, metrics, strict=True))
               if r.kind in ("max_regression", "min_improvement") and m is not None and m.p_value is not None and not m.unavailable]
-    adjusted = dict(zip(tested, stats.holm([metrics[i].p_value for i in tested])))  # type: ignore[union-attr,misc]
-    outcomes = [decide(r, m, r.confidence or policy.confidence, adjusted.get(i)) for i, (r, m) in enumerate(zip(policy.rules, metrics))]
+    adjusted = dict(zip(tested, stats.holm([metrics[i].p_value for i in tested]), strict=True))  # type: ignore[union-attr,misc]
+    outcomes = [decide(r, m, r.confidence or policy.confidence, adjusted.get(i))
+                for i, (r, m) in enumerate(zip(policy.rules, metrics, strict=True))]
     incomplete: list[str] = []
     suites = dict.fromkeys(r.metric.split("/", 1)[0] for r in policy.rules)
     for name in suites:
@@ -219,7 +230,7 @@ def evaluate_candidate(policy: Policy, cand: CandidateComparison) -> CandidateVe
         if s is None:
             continue
         for side in ("base", "candidate"):
-            rate = s.error_rate(side)  # type: ignore[arg-type]
+            rate = s.error_rate(side)
             if rate > policy.max_error_rate:
                 counts = s.counts_base if side == "base" else s.counts_candidate
                 incomplete.append(

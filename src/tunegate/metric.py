@@ -53,7 +53,7 @@ class Metric(BaseModel):
         description: str = "",
         weights: Mapping[str, float] | None = None,
         errored: int = 0,
-    ) -> "Metric":
+    ) -> Metric:
         """Build a metric from per-sample values, computing the aggregate once here."""
         ids = list(values)
         vec = [float(values[i]) for i in ids]
@@ -68,6 +68,6 @@ class Metric(BaseModel):
             description=description,
             n=len(ids),
             errored=errored,
-            per_sample=dict(zip(ids, vec)),
-            weights=dict(zip(ids, wvec)) if wvec is not None else None,
+            per_sample=dict(zip(ids, vec, strict=True)),
+            weights=dict(zip(ids, wvec, strict=True)) if wvec is not None else None,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,7 +50,7 @@ class GenerateRequest(_RequestBase):
     seed: int = 0
 
 
-Request = Annotated[Union[LoglikelihoodRequest, GenerateRequest], Field(discriminator="kind")]
+Request = Annotated[LoglikelihoodRequest | GenerateRequest, Field(discriminator="kind")]
 
 
 class Response(BaseModel):

@@ -121,6 +121,6 @@ class RunResult(BaseModel):
         atomic_write_text(path, text + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "RunResult":
+    def load(cls, path: Path) -> RunResult:
         return read_json_model(path, cls, filename="results.json", version=SCHEMA_VERSION, what="results",
                                hint="give a results.json written by `tunegate run`")

@@ -93,8 +93,8 @@ class Runner:
                 unsupported = sorted({r.kind for r in reqs} - set(self.backend.supports))
                 if unsupported:
                     reason = f"the {self.backend.name} backend cannot answer {', '.join(unsupported)} requests for this model"
-                    why = [w for k in unsupported if (w := self.backend.unsupported_reasons.get(k))]
-                    reason += f": {'; '.join(why)}" if why else ""
+                    reasons = [w for k in unsupported if (w := self.backend.unsupported_reasons.get(k))]
+                    reason += f": {'; '.join(reasons)}" if reasons else ""
                     pending.append(_Pending(suite, sample, reqs, [], skip_reason=reason))
                     continue
                 keys = [cache_key(fingerprint, settings, r) for r in reqs]
@@ -114,7 +114,7 @@ class Runner:
                 call = self.backend.loglikelihood if kind == "loglikelihood" else self.backend.generate
                 for chunk in _chunks(items, self.options.chunk_size):
                     resps = self._call(call, kind, [r for _, r in chunk])
-                    pairs = list(zip((k for k, _ in chunk), resps))
+                    pairs = list(zip((k for k, _ in chunk), resps, strict=True))
                     self.cache.put_many(pairs)
                     answers.update(pairs)
                     bar.update(len(chunk))
@@ -136,36 +136,41 @@ class Runner:
 
     # ---- phase 2: score ----------------------------------------------------
     def _score_suite(self, suite: SuiteKind, items: list[_Pending], answers: dict[str, Response]) -> list[SampleResult]:
+        name = suite.config.name
         results: dict[str, SampleResult] = {}
         to_score: list[tuple[_Pending, list[Response]]] = []
         for p in items:
-            name = suite.config.name
             if p.skip_reason is not None:
-                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="skipped", reason=p.skip_reason, requests=p.requests)
+                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="skipped", reason=p.skip_reason,
+                                                    requests=p.requests)
                 continue
             resps = [answers[k] for k in p.keys]
             failed = next((r.error for r in resps if r.error), None)
             if failed:
-                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="errored", reason=failed, requests=p.requests, responses=resps)
+                results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="errored", reason=failed,
+                                                    requests=p.requests, responses=resps)
             else:
                 to_score.append((p, resps))
         if to_score:
             try:
                 all_scores = suite.score_batch([p.sample for p, _ in to_score], [r for _, r in to_score])
+                if len(all_scores) != len(to_score):
+                    raise RuntimeError(f"the suite returned scores for {len(all_scores)} of {len(to_score)} samples")
             except (KeyboardInterrupt, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - a crashing scorer fails closed
                 reason = f"scorer failure: {type(exc).__name__}: {str(exc)[:300]}"
-                all_scores = [[] for _ in to_score]
                 for p, resps in to_score:
-                    results[p.sample.id] = SampleResult(suite=suite.config.name, sample=p.sample, status="errored", reason=reason, requests=p.requests, responses=resps)
-                to_score = []
-            for (p, resps), scores in zip(to_score, all_scores):
-                bad = next((s for s in scores if s.error), None)
-                status = "errored" if bad else "scored"
-                reason = f"score {bad.name!r}: {bad.error}" if bad else None
+                    results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="errored", reason=reason,
+                                                        requests=p.requests, responses=resps)
+                to_score, all_scores = [], []
+            for (p, resps), scores in zip(to_score, all_scores, strict=True):
+                bad = next((s for s in scores if not s.ok), None)
+                why: str | None = None
+                if bad is not None:
+                    why = f"score {bad.name!r}: {bad.error or f'no finite value ({bad.value})'}"
                 results[p.sample.id] = SampleResult(
-                    suite=suite.config.name, sample=p.sample, status=status, reason=reason,
+                    suite=name, sample=p.sample, status="errored" if bad is not None else "scored", reason=why,
                     requests=p.requests, responses=resps, scores=scores,
                 )
         return [results[p.sample.id] for p in items]
@@ -181,7 +186,8 @@ class Runner:
         for suite in self.suites:
             suite.setup(context)
         pending = self._gather(fingerprint, settings)
-        needed = {k: r for p in pending for k, r in zip(p.keys, p.requests)}
+        # a skipped sample keeps its requests but has no keys (nothing to ask)
+        needed = {k: r for p in pending for k, r in zip(p.keys, p.requests, strict=False)}
         answers = self.cache.get_many(needed)
         hits = len(answers)
         todo = {k: r for k, r in needed.items() if k not in answers}
@@ -208,7 +214,8 @@ class Runner:
             )
         t3 = time.perf_counter()
         prov.finished_at = provenance.now_iso()
-        prov.timings = {"prepare_s": round(t1 - t0, 3), "compute_s": round(t2 - t1, 3), "score_s": round(t3 - t2, 3), "total_s": round(t3 - t0, 3)}
+        prov.timings = {"prepare_s": round(t1 - t0, 3), "compute_s": round(t2 - t1, 3), "score_s": round(t3 - t2, 3),
+                        "total_s": round(t3 - t0, 3)}
         result = RunResult(
             model=self.backend.spec, model_fingerprint=fingerprint, model_identity=self.backend.identity(),
             suites=suite_results, cache={"hits": hits, "computed": len(todo)}, provenance=prov,

@@ -7,6 +7,7 @@ the score carries `error`, and the sample ends as errored, never as "safe" or 0.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +23,8 @@ class Score(BaseModel):
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.value is not None
+        """Usable in a metric: no error and a finite value (NaN or inf is never averaged in)."""
+        return self.error is None and self.value is not None and math.isfinite(self.value)
 
 
 def score_value(name: str, value: float | bool, **details: Any) -> Score:

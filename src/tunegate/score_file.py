@@ -22,6 +22,7 @@ from tunegate.data import iter_jsonl
 from tunegate.errors import IncompleteError, UserError
 from tunegate.io import atomic_write_text
 
+
 def read_input(path: Path, text_field: str = "text", prompt_field: str = "prompt") -> list[dict[str, Any]]:
     """Every line as an object with a string `text_field`; the first bad line is a UserError."""
     if not path.is_file():
@@ -66,7 +67,7 @@ def score_file(
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, start + batch_size)
         results = scorer.score_texts_safe(texts[chunk], prompts[chunk], device=device)
-        for row, scores in zip(rows[chunk], results):
+        for row, scores in zip(rows[chunk], results, strict=True):
             out = dict(row)
             bad = False
             for s in scores:

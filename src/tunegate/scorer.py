@@ -40,7 +40,7 @@ class Scorer(ABC):
         self._loaded = False
         self._load_error: str | None = None
 
-    def load(self, device: str = "cpu") -> None:
+    def load(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook: scorers with nothing to load keep the no-op
         """Load weights/resources once; the default has nothing to load."""
 
     def ensure_loaded(self, device: str = "cpu") -> str | None:

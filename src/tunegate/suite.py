@@ -110,7 +110,7 @@ class SuiteKind(ABC):
 
     def score_batch(self, samples: list[Sample], responses: list[list[Response]]) -> list[list[Score]]:
         """Score many samples at once; kinds with heavy scorers override this to batch."""
-        return [self.score(s, r) for s, r in zip(samples, responses)]
+        return [self.score(s, r) for s, r in zip(samples, responses, strict=True)]
 
     @abstractmethod
     def metrics(self, results: list[SampleResult]) -> list[Metric]:

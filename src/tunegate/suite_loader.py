@@ -1,7 +1,7 @@
 """Resolving `--suites` arguments: a built-in name or a path to a suite YAML file.
 
 Built-in suites live in the top-level `suites/` folder of the source tree and are
-shipped inside the wheel as `tunegate/_builtin_suites`. `TUNEGATE_SUITES_PATH`
+shipped inside the wheel (found by `tunegate.shipped`). `TUNEGATE_SUITES_PATH`
 (os.pathsep-separated) adds folders searched by name before the built-ins.
 """
 
@@ -13,17 +13,14 @@ from pathlib import Path
 from tunegate import plugins
 from tunegate.config import SuiteConfig, load_yaml_model
 from tunegate.errors import UserError
+from tunegate.shipped import shipped_dir
 from tunegate.suite import SuiteKind
 
 
 def builtin_dirs() -> list[Path]:
     """Folders holding suite YAML files, in search order."""
     dirs = [Path(p) for p in os.environ.get("TUNEGATE_SUITES_PATH", "").split(os.pathsep) if p]
-    pkg = Path(__file__).resolve().parent
-    shipped = pkg / "_builtin_suites"
-    source_tree = pkg.parents[1] / "suites"
-    dirs += [d for d in (shipped, source_tree) if d.is_dir()]
-    return dirs
+    return [*dirs, shipped_dir("suites")]
 
 
 def builtin_suites() -> dict[str, Path]:

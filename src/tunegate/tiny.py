@@ -67,15 +67,15 @@ def build_tiny_model(out: Path, arch: str = "gpt2", seed: int = 0, n_positions: 
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
         model: Any = GPT2LMHeadModel(cfg)
     elif arch == "llama":
-        cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                          num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=n_positions,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = LlamaForCausalLM(cfg)
+        llama_cfg = LlamaConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=n_positions,
+                                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        model = LlamaForCausalLM(llama_cfg)
     elif arch == "mistral":  # sliding-window attention (window 4): exercises caches whose layers see a window
-        cfg = MistralConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                            num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=n_positions,
-                            sliding_window=4, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-        model = MistralForCausalLM(cfg)
+        mistral_cfg = MistralConfig(vocab_size=n_vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                                    num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=n_positions,
+                                    sliding_window=4, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+        model = MistralForCausalLM(mistral_cfg)
     else:
         raise ValueError(f"unknown tiny architecture {arch!r}; use gpt2, llama or mistral")
     model.save_pretrained(out, safe_serialization=True)

@@ -70,7 +70,7 @@ def direct_loglikelihood(backend: HFBackend, context: str, continuation: str) ->
 def test_loglikelihood_equals_direct_computation(fixture: str, request: pytest.FixtureRequest) -> None:
     backend = request.getfixturevalue(fixture)
     got = backend.loglikelihood([LoglikelihoodRequest(context=c, continuation=x) for c, x in PAIRS])
-    for (c, x), resp in zip(PAIRS, got):
+    for (c, x), resp in zip(PAIRS, got, strict=True):
         want, greedy = direct_loglikelihood(backend, c, x)
         assert resp.loglikelihood == pytest.approx(want, abs=1e-4)
         assert resp.is_greedy is greedy
@@ -134,7 +134,7 @@ def test_generation_greedy_matches_transformers_generate(gpt2: HFBackend) -> Non
     prompts = ["Thank you for", "Please restart", "The invoice lists the items, the totals and"]
     ours = gpt2.generate([GenerateRequest(prompt=p, max_new_tokens=10) for p in prompts])
     tok = gpt2.tokenizer
-    for p, resp in zip(prompts, ours):
+    for p, resp in zip(prompts, ours, strict=True):
         ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
             ref = gpt2.model.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.eos_token_id)
@@ -233,7 +233,7 @@ def test_shared_prefix_multiple_choice_equals_direct_and_runs_each_context_once(
     before = gpt2.forward_passes
     got = gpt2.loglikelihood(reqs)
     assert gpt2.forward_passes - before == 2  # one prefix pass + one continuation pass for all 9 choices
-    for req, resp in zip(reqs, got):
+    for req, resp in zip(reqs, got, strict=True):
         want, greedy = direct_loglikelihood(gpt2, req.context, req.continuation)
         assert resp.loglikelihood == pytest.approx(want, abs=1e-4)
         assert resp.is_greedy is greedy
@@ -249,7 +249,7 @@ def test_shared_prefix_matches_direct(fixture: str, request: pytest.FixtureReque
     backend = request.getfixturevalue(fixture)
     reqs = [LoglikelihoodRequest(context="Question: What is the capital of France? Answer:", continuation=x)
             for x in (" Paris.", " Lyon or maybe Marseille", " z")]
-    for req, resp in zip(reqs, backend.loglikelihood(reqs)):
+    for req, resp in zip(reqs, backend.loglikelihood(reqs), strict=True):
         assert resp.loglikelihood == pytest.approx(direct_loglikelihood(backend, req.context, req.continuation)[0],
                                                    abs=1e-4)
 
@@ -326,5 +326,5 @@ def test_many_requests_sharing_one_context_respect_the_token_budget(gpt2: HFBack
         hook.remove()
         gpt2.spec = gpt2.spec.model_copy(update={"batch_size": 4, "batch_tokens": 8192})
     assert seen and all(rows * width <= 64 for rows, width in seen), seen
-    for r, d in zip(got, docs):
+    for r, d in zip(got, docs, strict=True):
         assert r.loglikelihood == pytest.approx(direct_loglikelihood(gpt2, "", d)[0], abs=1e-4)

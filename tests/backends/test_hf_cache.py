@@ -77,7 +77,7 @@ def test_expand_rows_equals_repeat_interleave(counts: list[int]) -> None:
     want = [(layer.keys.repeat_interleave(torch.tensor(counts), dim=0),
              layer.values.repeat_interleave(torch.tensor(counts), dim=0)) for layer in cache.layers]
     assert expand_rows(cache, counts, headroom=2)
-    for layer, (k, v) in zip(cache.layers, want):
+    for layer, (k, v) in zip(cache.layers, want, strict=True):
         assert isinstance(layer, GrowingLayer)
         assert torch.equal(layer.keys, k) and torch.equal(layer.values, v)
         layer.update(*kv(sum(counts), 2, 7))  # the continuation pass fits in the headroom

@@ -9,6 +9,7 @@ answers must equal the `hf` backend's. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import socket
@@ -157,7 +158,8 @@ def test_generation_loglikelihood_and_identity_against_a_scripted_server(server:
         LoglikelihoodRequest(context="Question: capital? Answer:", continuation=" is it"),
         LoglikelihoodRequest(context="Hello ", continuation="to you"),  # trailing space moves to the continuation
     ])
-    assert [(r.loglikelihood, r.is_greedy, r.n_tokens) for r in lls] == [(-3.0, False, 1), (-4.0, False, 3), (-2.0, True, 2), (-2.5, False, 2)]
+    assert [(r.loglikelihood, r.is_greedy, r.n_tokens) for r in lls] == [
+        (-3.0, False, 1), (-4.0, False, 3), (-2.0, True, 2), (-2.5, False, 2)]
     ident = backend.identity()
     assert ident["weights_verifiable"] is False
     assert ident["server_model"] == "fake-model" and ident["system_fingerprints"] == ["fp_fake_1"]
@@ -196,7 +198,7 @@ def test_faults_retry_as_configured_and_error_only_the_affected_requests(server:
     backend = OpenAIBackend(spec_for(server.url, concurrency=4))
     prompts = ["c b a", "x [429]", "x [500]", "x [malformed]", "x [hang]", "x [flaky:2]", "x [bad]", "f e d"]
     out = backend.generate([GenerateRequest(prompt=p, max_new_tokens=2) for p in prompts])
-    by_prompt = dict(zip(prompts, out))
+    by_prompt = dict(zip(prompts, out, strict=True))
     assert by_prompt["c b a"].text == " a b" and by_prompt["f e d"].text == " d e"
     assert by_prompt["x [flaky:2]"].text == " [flaky:2] x"  # two 503s, then an answer on the third attempt
     for marker in ("[429]", "[500]", "[malformed]", "[hang]"):
@@ -274,7 +276,7 @@ def test_loglikelihoods_through_echo_equal_the_hf_backend(tiny_model_dir: Path) 
     want = HFBackend(ModelSpec(model=str(tiny_model_dir))).loglikelihood(reqs)
     with FakeOpenAIServer(model="tiny", scorer=hf_scorer(tiny_model_dir)) as srv:
         got = OpenAIBackend(spec_for(srv.url, "tiny", bos_text="<|endoftext|>")).loglikelihood(reqs)
-    for w, g in zip(want, got):
+    for w, g in zip(want, got, strict=True):
         assert g.error is None
         assert g.loglikelihood == pytest.approx(w.loglikelihood, abs=1e-4)
         assert (g.n_tokens, g.is_greedy) == (w.n_tokens, w.is_greedy)
@@ -408,24 +410,35 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chat", [False, True], ids=["completions", "chat"])
-def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: tuple[str, Path], chat: bool) -> None:
+def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: tuple[str, Path], chat: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What matters against a real server: the same greedy text and finish reasons, no key kept, no weight claim.
+
+    The model id the server reports (its format changes between transformers
+    releases) is recorded as reported, not asserted.
+    """
     from tunegate.backends.hf import HFBackend
 
     url, model_dir = served
+    monkeypatch.setenv("TG_SERVE_KEY", CANARY)  # transformers serve accepts (and ignores) a bearer key
 
     reqs = [GenerateRequest(prompt=p, max_new_tokens=12, stop=stop) for p, stop in [
         ("The customer asked how to", ()), ("Please restart the router,", ()), ("Question: What is the capital of", ()),
         ("Your refund was", ()), ("I cannot help with", ("th",))]]
     want = HFBackend(ModelSpec(model=str(model_dir), chat_template=chat)).generate(reqs)
     backend = OpenAIBackend(ModelSpec(model=str(model_dir), backend="openai", chat_template=chat,
-                                      options={"base_url": url, "concurrency": 2, "timeout": 60}))
+                                      options={"base_url": url, "concurrency": 2, "timeout": 60,
+                                               "api_key_env": "TG_SERVE_KEY"}))
     assert backend.endpoint == ("chat" if chat else "completions")
     got = backend.generate(reqs)
     assert [g.error for g in got] == [None] * len(reqs)
     assert [g.text for g in got] == [w.text for w in want]
     assert [g.finish_reason for g in got] == [w.finish_reason for w in want]  # stop strings cut client-side too
     ident = backend.identity()
-    assert ident["server_model"] == f"{model_dir}@main" and ident["weights_verifiable"] is False
+    assert ident["weights_verifiable"] is False and ident["api_key_sent"] is True
+    assert isinstance(ident["server_model"], str) and ident["server_model"]  # recorded as the server reports it
+    persisted = json.dumps([ident, backend.settings(), [g.model_dump() for g in got]], default=str)
+    assert CANARY not in persisted
     # transformers serve ignores echo/logprobs: log-likelihood suites are skipped for it, with the reason
     assert backend.supports == {"generate"}
     assert "does not return prompt log-probabilities" in ident["loglikelihood"]
@@ -435,8 +448,6 @@ def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: tuple[st
 def test_cli_run_through_transformers_serve_matches_hf_and_resumes_from_cache(
         served: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The whole pipeline (CLI, cache, scoring, metrics) gives the API model the same results as `hf`."""
-    import json
-
     from tunegate.results import RunResult
 
     url, model_dir = served

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tunegate.errors import UserError
-from tunegate.finetune.data import (IGNORE_INDEX, Example, TrainRow, build_examples, collate, load_jsonl, pack,
-                                    render_plain, tokenize_row)
+from tunegate.finetune.data import IGNORE_INDEX, Example, TrainRow, build_examples, collate, load_jsonl, pack, render_plain, tokenize_row
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +50,10 @@ def test_plain_chat_template_trains_only_assistant_turns(tok) -> None:
     ex = tokenize_row(TrainRow(line=1, messages=msgs), tok, chat_mode="auto")  # tiny tokenizer has no template
     eos = tok.eos_token
     trained_spans, cur = [], []
-    for i, l in zip(ex.input_ids, ex.labels):
-        if l != IGNORE_INDEX:
-            assert l == i
-            cur.append(l)
+    for tok_id, label in zip(ex.input_ids, ex.labels, strict=True):
+        if label != IGNORE_INDEX:
+            assert label == tok_id
+            cur.append(label)
         elif cur:
             trained_spans.append(tok.decode(cur))
             cur = []

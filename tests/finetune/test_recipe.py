@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from tunegate.errors import UserError
-from tunegate.finetune.recipe import (auto_epochs, auto_learning_rate, load_recipe, parse_overrides, resolve_auto,
-                                      resolve_precision, resolved_dict)
+from tunegate.finetune.recipe import (
+    auto_epochs,
+    auto_learning_rate,
+    load_recipe,
+    parse_overrides,
+    resolve_auto,
+    resolve_precision,
+    resolved_dict,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

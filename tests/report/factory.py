@@ -34,7 +34,8 @@ def suite_result(
     kinds = kinds or {}
     outputs = outputs or {}
     prompts = prompts or {}
-    ids = list(dict.fromkeys(i for vals in metrics.values() for i in vals)) + [e for e in errored if not any(e in v for v in metrics.values())]
+    ids = (list(dict.fromkeys(i for vals in metrics.values() for i in vals))
+           + [e for e in errored if not any(e in v for v in metrics.values())])
     samples = []
     for i in ids:
         sample = Sample(id=i, input=prompts.get(i, f"prompt {i}"), target="t")

@@ -81,7 +81,8 @@ def test_junit_is_valid_and_counts_rules(hostile: Path, tmp_path: Path) -> None:
     cands = [run_result(f"c{i}", [suite_result("qa", {"acc": binary(p)}, kinds=ACC)]) for i, p in enumerate(("1" * 10, "1" * 9 + "0"))]
     for strict, tag in ((False, "skipped"), (True, "failure")):
         comp = compare_runs(b, cands, CompareSettings(n_resamples=200))
-        evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05), GateRule(metric="qa/acc", min=0.5)]), comp, strict=strict)
+        evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05), GateRule(metric="qa/acc", min=0.5)]), comp,
+                        strict=strict)
         write_outputs(comp, tmp_path / str(strict), {})
         doc = etree.parse(str(tmp_path / str(strict) / "junit.xml"))
         assert schema.validate(doc), schema.error_log

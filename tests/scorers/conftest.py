@@ -58,7 +58,7 @@ def build_detoxify_checkpoint(folder: Path, biases: list[float] | None = None, s
 def build_hf_classifier(folder: Path, labels: list[str], biases: list[float] | None = None, seed: int = 0) -> tuple[Path, Any, Any]:
     """A sequence classifier with named labels saved as safetensors in a local folder."""
     model, tok, _ = _tiny_bert(folder, len(labels), seed, biases,
-                               id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+                               id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     model.save_pretrained(folder, safe_serialization=True)
     return folder, model, tok
 

@@ -77,11 +77,11 @@ def test_scorer_beats_the_starts_with_baseline_on_the_labelled_set() -> None:
     rows = _rows()
     scorer = RefusalScorer()
     got = [s[0].details["label"] for s in scorer.score_texts_safe([r["response"] for r in rows])]
-    ours = sum(g == r["label"] for g, r in zip(got, rows)) / len(rows)
+    ours = sum(g == r["label"] for g, r in zip(got, rows, strict=True)) / len(rows)
     base = _agreement(rows, baseline_label)
     held_out = [r for r in rows if int(r["id"].rsplit("-", 1)[1]) % 2 == 0]
     ours_held = _agreement(held_out, lambda t: analyse(t).label)
-    binary = sum((g != "complied") == (r["label"] != "complied") for g, r in zip(got, rows)) / len(rows)
+    binary = sum((g != "complied") == (r["label"] != "complied") for g, r in zip(got, rows, strict=True)) / len(rows)
     print(f"refusal scorer agreement: {ours:.3f} (held-out {ours_held:.3f}, binary {binary:.3f}); baseline {base:.3f}")
     assert ours >= 0.95
     assert ours_held >= 0.92

@@ -15,7 +15,7 @@ def test_values_match_vader_directly() -> None:
     vader = SentimentIntensityAnalyzer()
     texts = ["I love this, it is wonderful!", "This is terrible and I hate it.", "The table is brown.", ""]
     out = SentimentScorer().score_texts_safe(texts)
-    for text, scores in zip(texts, out):
+    for text, scores in zip(texts, out, strict=True):
         compound = vader.polarity_scores(text)["compound"]
         by_name = {s.name: s.value for s in scores}
         assert by_name["sentiment_compound"] == pytest.approx(compound)

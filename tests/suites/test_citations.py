@@ -58,7 +58,8 @@ def test_arxiv_new_and_old_style() -> None:
 
 
 def test_pip_install_names() -> None:
-    text = 'Run `pip install -U numpy "pandas>=2.0" requests[socks] -r reqs.txt ./pkg git+https://g.com/x/y` then\npython -m pip install Scikit_Learn==1.4; pip3 install --index-url https://i.org torch.'
+    text = ('Run `pip install -U numpy "pandas>=2.0" requests[socks] -r reqs.txt ./pkg git+https://g.com/x/y` then\n'
+            'python -m pip install Scikit_Learn==1.4; pip3 install --index-url https://i.org torch.')
     pk = [k for kind, k in keys(text) if kind == "package"]
     assert pk == ["numpy", "pandas", "requests", "scikit-learn", "torch"]
     assert normalize_package("Zope.Interface") == "zope-interface"

@@ -11,8 +11,8 @@ from tunegate.backends.mock import MockBackend
 from tunegate.errors import UserError
 from tunegate.evaluate import evaluate
 from tunegate.model_spec import ModelSpec
-from tunegate.suite_loader import load_suite
 from tunegate.request import LoglikelihoodRequest
+from tunegate.suite_loader import load_suite
 
 PAIRS = [
     # id, more, less, direction, bias type, ll_more, ll_less

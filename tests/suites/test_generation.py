@@ -106,7 +106,7 @@ def test_metric_values_match_hand_work_and_direct_library_calls(tmp_path: Path) 
     hyps = [OUTPUTS[r["prompt"]] for r in ROWS]
     refs = [[r["reference"]] if isinstance(r["reference"], str) else r["reference"] for r in ROWS]
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    for row, hyp, ref in zip(ROWS, hyps, refs):
+    for row, hyp, ref in zip(ROWS, hyps, refs, strict=True):
         sid = row["id"]
         assert by_id[sid]["bleu"] == pytest.approx(sacrebleu.sentence_bleu(hyp, ref).score, abs=1e-9)
         assert by_id[sid]["chrf"] == pytest.approx(sacrebleu.sentence_chrf(hyp, ref).score, abs=1e-9)

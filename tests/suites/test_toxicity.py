@@ -17,7 +17,7 @@ from tunegate.model_spec import ModelSpec
 from tunegate.request import GenerateRequest, Response
 from tunegate.runner import RunOptions
 from tunegate.score import Score, score_error, score_value
-from tunegate.scorer import Scorer, _LOADED
+from tunegate.scorer import _LOADED, Scorer
 from tunegate.suite_loader import load_suite
 from tunegate.suites.toxicity import derived_seed
 

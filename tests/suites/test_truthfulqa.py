@@ -87,6 +87,6 @@ def test_end_to_end_on_tiny_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert res.counts["scored"] == len(res.samples) >= 50
     assert 0.0 < res.metric("mc2").value < 1.0
     s = res.samples[0]
-    ll = {c: r.loglikelihood for c, r in zip(s.sample.choices, s.responses)}
+    ll = {c: r.loglikelihood for c, r in zip(s.sample.choices, s.responses, strict=True)}
     expect = mc2([ll[a] for a in s.sample.metadata["true"]], [ll[a] for a in s.sample.metadata["false"]])
     assert s.score("mc2") == pytest.approx(expect)

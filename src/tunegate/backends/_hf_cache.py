@@ -17,12 +17,27 @@ sliding-window and linear-attention layers keep their own update rules.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicLayer
 
 MIN_HEADROOM = 64
+
+
+def cache_argument(model: Any) -> str:
+    """The name under which `model.forward` takes its KV cache.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns
+    and goes away in 5.40); earlier releases only know `past_key_values`.
+    Asking the signature once keeps the fast paths working on both.
+    """
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
 
 
 class GrowingLayer(DynamicLayer):
@@ -38,7 +53,7 @@ class GrowingLayer(DynamicLayer):
         self._store(keys, values, headroom)
 
     @classmethod
-    def allocate(cls, keys: torch.Tensor, values: torch.Tensor, rows: int, room: int) -> "GrowingLayer":
+    def allocate(cls, keys: torch.Tensor, values: torch.Tensor, rows: int, room: int) -> GrowingLayer:
         """An empty layer with buffers of `rows` x `room` positions shaped like `keys`/`values` (views unset)."""
         layer = cls.__new__(cls)
         DynamicLayer.__init__(layer)
@@ -48,7 +63,7 @@ class GrowingLayer(DynamicLayer):
         return layer
 
     @classmethod
-    def spliced(cls, parts: list[tuple[torch.Tensor, torch.Tensor]], width: int, headroom: int) -> "GrowingLayer":
+    def spliced(cls, parts: list[tuple[torch.Tensor, torch.Tensor]], width: int, headroom: int) -> GrowingLayer:
         """One layer holding `parts`' rows stacked along the batch axis, each right-aligned in `width` slots.
 
         The left padding is zeroed (masked positions still enter attention's

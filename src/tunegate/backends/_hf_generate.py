@@ -57,7 +57,7 @@ def _pick(torch: Any, logits: Any, row: _RowState) -> int:
     return int(torch.multinomial(probs.cpu(), 1, generator=row.rng))
 
 
-def _step_row(backend: "HFBackend", row: _RowState, token: int) -> None:
+def _step_row(backend: HFBackend, row: _RowState, token: int) -> None:
     """Append `token` and decide whether the row is finished (EOS, stop string, length)."""
     tok = backend.tokenizer
     if token == tok.eos_token_id:
@@ -65,7 +65,7 @@ def _step_row(backend: "HFBackend", row: _RowState, token: int) -> None:
         return
     row.generated.append(token)
     if row.request.stop:
-        tail = tok.decode(row.generated[-row.tail:], skip_special_tokens=True)
+        tail = str(tok.decode(row.generated[-row.tail:], skip_special_tokens=True))
         if _first_stop(tail, row.request.stop) is not None:
             row.finish = "stop"
             return
@@ -73,7 +73,7 @@ def _step_row(backend: "HFBackend", row: _RowState, token: int) -> None:
         row.finish = "length"
 
 
-def _prefill(backend: "HFBackend", rows: list[_RowState]) -> tuple[Any, Any, Any, Any]:
+def _prefill(backend: HFBackend, rows: list[_RowState]) -> tuple[Any, Any, Any, Any]:
     """Run the prompts of `rows` (left-padded, explicit positions): (cache, mask, last positions, last logits)."""
     torch = backend.torch
     from transformers import DynamicCache
@@ -88,8 +88,8 @@ def _prefill(backend: "HFBackend", rows: list[_RowState]) -> tuple[Any, Any, Any
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
     cache = DynamicCache()
-    out = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
+    out = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                        use_cache=True, logits_to_keep=1, **{backend.cache_arg: cache})
     backend.forward_passes += 1
     return cache, mask, positions[:, -1], out.logits[:, -1, :].float()
 
@@ -112,7 +112,7 @@ def _headroom(rows: list[_RowState]) -> int:
     return max(r.request.max_new_tokens - len(r.generated) for r in rows) + 1
 
 
-def _next_tokens(backend: "HFBackend", rows: list[_RowState], logits: Any) -> list[int]:
+def _next_tokens(backend: HFBackend, rows: list[_RowState], logits: Any) -> list[int]:
     """Pick and record each unfinished row's next token (finished rows get the pad token, never recorded)."""
     torch = backend.torch
     greedy = logits.max(-1).indices.tolist()  # one op for every greedy row (first maximum, as argmax)
@@ -128,7 +128,7 @@ def _next_tokens(backend: "HFBackend", rows: list[_RowState], logits: Any) -> li
     return tokens
 
 
-def _start(backend: "HFBackend", joining: list[_RowState]) -> _Batch | None:
+def _start(backend: HFBackend, joining: list[_RowState]) -> _Batch | None:
     """Prefill `joining`, pick their first tokens, and keep those not finished already (None when none is left)."""
     cache, mask, last_pos, logits = _prefill(backend, joining)
     batch = _Batch(joining, _next_tokens(backend, joining, logits), cache, mask, last_pos)
@@ -144,7 +144,7 @@ def _used_from(mask: Any) -> int:
     return int(used[0]) if len(used) else 0
 
 
-def _select(backend: "HFBackend", batch: _Batch, keep: list[int]) -> _Batch:
+def _select(backend: HFBackend, batch: _Batch, keep: list[int]) -> _Batch:
     """Keep only rows `keep`; spliceable caches also drop leading positions that are padding for every kept row."""
     from tunegate.backends._hf_cache import GrowingLayer
 
@@ -163,7 +163,7 @@ def _select(backend: "HFBackend", batch: _Batch, keep: list[int]) -> _Batch:
                   batch.last_pos[sel])
 
 
-def _splice(backend: "HFBackend", batch: _Batch, keep: list[int], new: _Batch) -> _Batch:
+def _splice(backend: HFBackend, batch: _Batch, keep: list[int], new: _Batch) -> _Batch:
     """One batch of `batch`'s rows `keep` then `new`'s rows, right-aligned in one buffer (one copy per layer)."""
     from tunegate.backends._hf_cache import GrowingLayer
 
@@ -175,7 +175,7 @@ def _splice(backend: "HFBackend", batch: _Batch, keep: list[int], new: _Batch) -
     width = max(old_mask.shape[1], new.mask.shape[1])
     rows = [batch.rows[k] for k in keep] + new.rows
     headroom = _headroom(rows)
-    for i, (old, fresh) in enumerate(zip(batch.cache.layers, new.cache.layers)):
+    for i, (old, fresh) in enumerate(zip(batch.cache.layers, new.cache.layers, strict=True)):
         batch.cache.layers[i] = GrowingLayer.spliced(
             [(old.keys[sel, ..., start:, :], old.values[sel, ..., start:, :]), (fresh.keys, fresh.values)],
             width, headroom)
@@ -186,19 +186,19 @@ def _splice(backend: "HFBackend", batch: _Batch, keep: list[int], new: _Batch) -
                   torch.cat([batch.last_pos[sel], new.last_pos]))
 
 
-def _decode_step(backend: "HFBackend", batch: _Batch) -> None:
+def _decode_step(backend: HFBackend, batch: _Batch) -> None:
     torch = backend.torch
     dev = backend.device
     step_ids = torch.tensor(batch.tokens, device=dev)[:, None]
     batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)
     batch.last_pos = batch.last_pos + 1
     out = backend.model(input_ids=step_ids, attention_mask=batch.mask, position_ids=batch.last_pos[:, None],
-                        past_key_values=batch.cache, use_cache=True)
+                        use_cache=True, **{backend.cache_arg: batch.cache})
     backend.forward_passes += 1
     batch.tokens = _next_tokens(backend, batch.rows, out.logits[:, -1, :].float())
 
 
-def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
+def _run(backend: HFBackend, ordered: list[_RowState]) -> None:
     """Decode every row; a waiting prompt takes the slots of finished rows when the cache allows splicing.
 
     A decode step of a small model is bound by reading the weights (the LM
@@ -235,7 +235,7 @@ def _run(backend: "HFBackend", ordered: list[_RowState]) -> None:
                 _decode_step(backend, batch)
 
 
-def generate(backend: "HFBackend", requests: list[GenerateRequest]) -> list[Response]:
+def generate(backend: HFBackend, requests: list[GenerateRequest]) -> list[Response]:
     torch = backend.torch
     tok = backend.tokenizer
     rows = []
@@ -254,7 +254,7 @@ def generate(backend: "HFBackend", requests: list[GenerateRequest]) -> list[Resp
     _run(backend, sorted(rows, key=lambda r: -len(r.prompt)))
     out = []
     for r in rows:
-        text = tok.decode(r.generated, skip_special_tokens=True)
+        text = str(tok.decode(r.generated, skip_special_tokens=True))
         finish = r.finish or "length"
         cut = _first_stop(text, r.request.stop)
         if cut is not None:

@@ -106,7 +106,7 @@ def _left_pad(torch: Any, seqs: list[list[int]], pad: int) -> tuple[Any, Any]:
 class _Scorer:
     """Accumulates per-request totals over the rows and groups that score it."""
 
-    def __init__(self, backend: "HFBackend", n: int) -> None:
+    def __init__(self, backend: HFBackend, n: int) -> None:
         self.backend = backend
         self.torch = backend.torch
         self.totals = [0.0] * n
@@ -156,7 +156,8 @@ class _Scorer:
             cache = DynamicCache()
             kwargs = {"logits_to_keep": 1} if self.keep_arg else {}
             out = self.backend.model(input_ids=ids.to(self.dev), attention_mask=mask.to(self.dev),
-                                     position_ids=positions.to(self.dev), past_key_values=cache, use_cache=True, **kwargs)
+                                     position_ids=positions.to(self.dev), use_cache=True,
+                                     **{self.backend.cache_arg: cache}, **kwargs)
             self.backend.forward_passes += 1
             first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # predicts each continuation's first token
             owner = [p for p, g in enumerate(batch) for _ in g.members]
@@ -176,17 +177,18 @@ class _Scorer:
                 pos = prefix_len[:, None] + torch.arange(width)[None, :]
                 full_mask = torch.cat([mask[owner], cmask], dim=1)
                 out = self.backend.model(input_ids=cont.to(self.dev), attention_mask=full_mask.to(self.dev),
-                                         position_ids=pos.to(self.dev), past_key_values=cache, use_cache=True)
+                                         position_ids=pos.to(self.dev), use_cache=True,
+                                         **{self.backend.cache_arg: cache})
                 self.backend.forward_passes += 1
                 rest = torch.log_softmax(out.logits.float(), dim=-1)
-            for j, ((req, c), p) in enumerate(zip(members, owner)):
+            for j, ((req, c), p) in enumerate(zip(members, owner, strict=True)):
                 lp = first[p : p + 1]
                 if len(c) > 1 and rest is not None:
                     lp = torch.cat([lp, rest[j, : len(c) - 1]], dim=0)
                 self._add(req, lp, c)
 
 
-def loglikelihood(backend: "HFBackend", requests: list[LoglikelihoodRequest]) -> list[Response]:
+def loglikelihood(backend: HFBackend, requests: list[LoglikelihoodRequest]) -> list[Response]:
     tok = backend.tokenizer
     scorer = _Scorer(backend, len(requests))
     n_tokens = [0] * len(requests)
@@ -208,7 +210,11 @@ def loglikelihood(backend: "HFBackend", requests: list[LoglikelihoodRequest]) ->
             # a group's continuation pass has one row per member: split so each fits the token budget
             # (many requests share the empty context: perplexity, CrowS-Pairs)
             longest_first = sorted(members, key=lambda m: -len(m[1]))
-            cost = lambda b, n=len(ctx_key): len(b) * (n + len(b[0][1]) - 1)  # noqa: E731 - b[0] is the widest
+            n_ctx = len(ctx_key)
+
+            def cost(b: list[Any], n: int = n_ctx) -> int:  # default binds this group's context length
+                return len(b) * (n + len(b[0][1]) - 1)  # b[0] is the widest
+
             groups += [_Group(list(ctx_key), part)
                        for part in budget_batches(longest_first, cost, len(members), backend.spec.batch_tokens)]
         else:

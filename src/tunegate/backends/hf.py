@@ -10,6 +10,7 @@ about getting the right weights onto the right device.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -68,6 +69,8 @@ class HFBackend(Backend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from tunegate.backends._hf_cache import cache_argument
+
         hf_logging.disable_progress_bar()  # our own progress bar is the one users read
         self.torch = torch
         self.folder = self._resolve_folder(spec)
@@ -84,7 +87,9 @@ class HFBackend(Backend):
             raise UserError(f"{spec.model}: could not load the model: {str(exc).splitlines()[0][:300]}") from None
         if spec.adapter is not None:
             model = self._apply_adapter(model, Path(os.path.expanduser(spec.adapter)))
-        self.model = model.to(self.device).eval()
+        # transformers decorates `to` with functools.wraps, whose stub drops the bound `self` (the call is fine at runtime)
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]
+        self.cache_arg = cache_argument(self.model)  # `cache` or, before transformers 5.24, `past_key_values`
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.max_length = self._resolve_max_length(spec)
@@ -107,7 +112,8 @@ class HFBackend(Backend):
         except Exception as exc:  # noqa: BLE001 - network/cache failures are user-facing
             offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             hint = " (HF_HUB_OFFLINE is set and it is not in the local cache)" if offline else ""
-            raise UserError(f"{spec.model}: could not fetch from the hub{hint}: {type(exc).__name__}; download it first or pass a local folder") from None
+            raise UserError(f"{spec.model}: could not fetch from the hub{hint}: {type(exc).__name__}; "
+                            "download it first or pass a local folder") from None
 
     def _apply_adapter(self, model: Any, adapter: Path) -> Any:
         try:
@@ -168,10 +174,8 @@ class HFBackend(Backend):
         for folder in (self.spec.adapter, self.spec.model):
             record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
             if record is not None and record.is_file():
-                try:
+                with contextlib.suppress(OSError, json.JSONDecodeError):
                     ident["finetune"] = json.loads(record.read_text())
-                except (OSError, json.JSONDecodeError):
-                    pass
                 break
         return ident
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,7 +52,7 @@ class MockBackend(Backend):
         self.script = script
 
     @classmethod
-    def scripted(cls, label: str = "mock", **script: Any) -> "MockBackend":
+    def scripted(cls, label: str = "mock", **script: Any) -> MockBackend:
         return cls(ModelSpec(model=label, backend="mock"), MockScript(**script))
 
     @staticmethod
@@ -105,7 +105,7 @@ class MockBackend(Backend):
             text = self.script.generations.get(r.prompt)
             if text is None:
                 text = next((t for sub, t in self.script.rules if sub in r.prompt), self.script.default_text)
-            finish = "length"
+            finish: Literal["stop", "length", "eos"] = "length"
             for s in r.stop:
                 if s and s in text:
                     text, finish = text[: text.index(s)], "stop"

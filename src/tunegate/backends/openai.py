@@ -431,8 +431,8 @@ class OpenAIBackend(Backend):
         split = [self._split(r) for r in requests]
         contexts = sorted({c for c, _ in split if c and c not in self._context_tokens})
         counted = self._pool(self._count_tokens, contexts)
-        failures = {c: n for c, n in zip(contexts, counted) if isinstance(n, CallFailure)}
-        self._context_tokens.update({c: n for c, n in zip(contexts, counted) if isinstance(n, int)})
+        failures = {c: n for c, n in zip(contexts, counted, strict=True) if isinstance(n, CallFailure)}
+        self._context_tokens.update({c: n for c, n in zip(contexts, counted, strict=True) if isinstance(n, int)})
         return self._pool(lambda cw: self._score_one(cw[0], cw[1], failures), split)
 
     def _score_one(self, context: str, prompt: str, failures: dict[str, CallFailure]) -> Response:

@@ -35,9 +35,11 @@ class EnergyMeter:
             self.reason = "no NVIDIA GPU in use (CPU run); NVML energy counters do not apply"
             return
         try:
-            import pynvml  # provided by the nvidia-ml-py package
+            # nvidia-ml-py (optional, the gpu extra) ships no type information: mypy says import-untyped where it is
+            # installed and import-not-found where it is not, so the ignore names both
+            import pynvml
         except ImportError:
-            self.reason = "pynvml is not installed (pip install nvidia-ml-py)"
+            self.reason = "pynvml is not installed; run: pip install 'tunegate[gpu]' (nvidia-ml-py)"
             return
         try:
             pynvml.nvmlInit()

@@ -49,7 +49,7 @@ class TrainerState:
         atomic_write_text(Path(folder) / TRAINER_STATE, json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def load(cls, folder: Path) -> "TrainerState":
+    def load(cls, folder: Path) -> TrainerState:
         return cls(**json.loads((Path(folder) / TRAINER_STATE).read_text(encoding="utf-8")))
 
 

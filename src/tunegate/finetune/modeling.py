@@ -77,7 +77,7 @@ def lora_target_modules(model: Any, requested: list[str] | str) -> list[str] | s
         from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as mapping
     except ImportError:  # older/newer peft layouts
         mapping = {}
-    targets = mapping.get(getattr(model.config, "model_type", ""), None)
+    targets = mapping.get(getattr(model.config, "model_type", ""))
     return list(targets) if targets else "all-linear"
 
 
@@ -109,7 +109,8 @@ def load_model(ref: BaseModelRef, recipe: Recipe, precision: str, fp32_weights: 
 
     targets = lora_target_modules(model, recipe.lora.target_modules)
     _refuse_tied_output_target(model, targets)
-    config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
+    # peft annotates lora_alpha as int, but only divides by it (scaling = alpha / r); recipes allow a fractional alpha
+    config = LoraConfig(r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,  # type: ignore[arg-type]
                         target_modules=targets, bias=recipe.lora.bias, task_type="CAUSAL_LM")
     try:
         peft_model = get_peft_model(model, config)

@@ -150,6 +150,20 @@ def parse_overrides(pairs: list[str] | tuple[str, ...], source: str = "command l
     return out
 
 
+def resolve_recipe(ref: str | Path, base_dir: Path | None = None) -> Path:
+    """A recipe path (relative to `base_dir`, then to the working folder) or a shipped name (`sft-lora`, `sft-full`)."""
+    from tunegate.shipped import shipped_dir
+
+    shipped = shipped_dir("fine_tune")
+    ref = str(ref)
+    cands = [base_dir / ref] if base_dir is not None else []
+    for cand in (*cands, Path(ref), shipped / ref, shipped / f"{ref}.yaml"):
+        if cand.is_file():
+            return cand
+    names = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+    raise UserError(f"recipe {ref!r} not found (give a recipe YAML path, or a shipped recipe name: {names})")
+
+
 def load_recipe(path: Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe file (or start from defaults), apply overrides, validate the result."""
     from tunegate.config import format_validation_error, read_yaml

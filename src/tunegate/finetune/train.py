@@ -28,11 +28,34 @@ from typing import Any
 from tunegate.errors import IncompleteError, UserError
 from tunegate.finetune import data as fdata
 from tunegate.finetune.energy import EnergyMeter, combine
-from tunegate.finetune.manifest import (MANIFEST_NAME, TRAINER_STATE, TrainerState, build_manifest, checkpoint_record,
-                                        data_block, write_manifest)
-from tunegate.finetune.modeling import (BaseModelRef, load_model, load_tokenizer, model_positions, parameter_counts,
-                                        resolve_base, resolved_lora_targets, save_model_folder)
-from tunegate.finetune.recipe import Recipe, load_recipe, parse_overrides, resolve_auto, resolve_precision, resolved_dict
+from tunegate.finetune.manifest import (
+    MANIFEST_NAME,
+    TRAINER_STATE,
+    TrainerState,
+    build_manifest,
+    checkpoint_record,
+    data_block,
+    write_manifest,
+)
+from tunegate.finetune.modeling import (
+    BaseModelRef,
+    load_model,
+    load_tokenizer,
+    model_positions,
+    parameter_counts,
+    resolve_base,
+    resolved_lora_targets,
+    save_model_folder,
+)
+from tunegate.finetune.recipe import (
+    Recipe,
+    load_recipe,
+    parse_overrides,
+    resolve_auto,
+    resolve_precision,
+    resolve_recipe,
+    resolved_dict,
+)
 from tunegate.provenance import config_hash, now_iso
 
 STATE_DIR = "state"
@@ -174,7 +197,6 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState, GradientState
         from accelerate.utils import set_seed
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the training bar is the one users read
@@ -195,9 +217,10 @@ class Trainer:
         self.dataset = fdata.ExampleDataset(self.p.train_tok.examples)
         # The loader gets its own generator: starting an iterator draws a seed from it, and drawing from
         # the global RNG instead would shift the dropout masks of a resumed run against an uninterrupted one.
-        loader = torch.utils.data.DataLoader(self.dataset, batch_size=self.r.batch_size, shuffle=False,  # type: ignore[arg-type]
-                                             collate_fn=lambda b: fdata.collate(b, self.pad_id),
-                                             generator=torch.Generator().manual_seed(self.r.seed))
+        loader: torch.utils.data.DataLoader[fdata.Example] = torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.r.batch_size, shuffle=False,  # type: ignore[arg-type]
+            collate_fn=lambda b: fdata.collate(b, self.pad_id),
+            generator=torch.Generator().manual_seed(self.r.seed))
         trainable = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in trainable if p.ndim >= 2]
         no_decay = [p for p in trainable if p.ndim < 2]
@@ -246,7 +269,8 @@ class Trainer:
 
             last = self.p.out / saved.checkpoints[-1]["path"]
             weights = load_file(str(last / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(self.acc.unwrap_model(self.model), weights)
+            # peft annotates the return as `namedtuple` (the factory); it is torch's load_state_dict result
+            result: Any = set_peft_model_state_dict(self.acc.unwrap_model(self.model), weights)
             if getattr(result, "unexpected_keys", None):
                 raise IncompleteError(f"{last}: adapter weights do not match the model ({result.unexpected_keys[:3]})")
         self.state = saved
@@ -562,6 +586,6 @@ def finetune(recipe: Path | str | None, *, base: str, data: Path | str | None = 
     `stop_after_step` interrupts the run after that optimizer step, as a
     crash would (used by tests to prove `resume=True` continues exactly).
     """
-    prep = prepare(Path(recipe) if recipe else None, base=base, data=Path(data) if data else None,
+    prep = prepare(resolve_recipe(recipe) if recipe else None, base=base, data=Path(data) if data else None,
                    eval_data=Path(eval_data) if eval_data else None, out=Path(out), overrides=overrides, resume=resume)
     return Trainer(prep, progress=progress, stop_after_step=stop_after_step).run()

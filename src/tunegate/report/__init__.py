@@ -53,7 +53,7 @@ def compare_and_write(base: Path, candidates: list[Path], out: Path, settings: C
 
     base_run, cand_runs = load_runs(base, candidates)
     comparison = compare_runs(base_run, cand_runs, settings, base_path=base, candidate_paths=list(candidates))
-    runs = {comparison.base.label: base_run, **{c.model.label: r for c, r in zip(comparison.candidates, cand_runs)}}
+    runs = {comparison.base.label: base_run, **{c.model.label: r for c, r in zip(comparison.candidates, cand_runs, strict=True)}}
     write_outputs(comparison, out, runs)
     return comparison
 

@@ -24,11 +24,15 @@ OUTPUT_CHARS = 1500
 EXPLORER_ROWS = 250
 
 STATISTICS_LIMITATIONS = [
-    "Intervals are percentile intervals of a paired bootstrap; with few samples (roughly under 30) they are too narrow and should be read as optimistic.",
-    "Holm's correction covers the tested rules of one gate for one candidate; the p-values in the per-suite tables are uncorrected, and nothing corrects across candidates.",
+    "Intervals are percentile intervals of a paired bootstrap; with few samples (roughly under 30) they are too narrow "
+    "and should be read as optimistic.",
+    "Holm's correction covers the tested rules of one gate for one candidate; the p-values in the per-suite tables are uncorrected, "
+    "and nothing corrects across candidates.",
     "Intervals used by min/max rules are not adjusted for multiplicity.",
-    "Samples that errored or were skipped in either run are left out of every pair; if failures correlate with difficulty, deltas are biased.",
-    "A passing gate shows that no regression beyond tolerance was detected on these samples; it does not show the candidate is safe on other data.",
+    "Samples that errored or were skipped in either run are left out of every pair; if failures correlate with difficulty, "
+    "deltas are biased.",
+    "A passing gate shows that no regression beyond tolerance was detected on these samples; "
+    "it does not show the candidate is safe on other data.",
     "Corpus-level metrics (e.g. corpus BLEU) cannot be resampled per sample: they get no interval and no test.",
 ]
 
@@ -64,7 +68,8 @@ def response_text(sr: SampleResult | None) -> str:
     if sr is None:
         return ""
     parts = []
-    for req, resp in zip(sr.requests, sr.responses):
+    # a skipped sample keeps its requests but has no responses, so the lengths may differ
+    for req, resp in zip(sr.requests, sr.responses, strict=False):
         if resp.error:
             parts.append(f"[error: {resp.error}]")
         elif resp.kind == "generate":
@@ -98,7 +103,7 @@ MINI_W, MINI_ROW, MINI_PAD = 230, 13, 6
 
 def _domain(values: list[float]) -> tuple[float, float]:
     lo, hi = min([0.0, *values]), max([0.0, *values])
-    if 0.0 <= lo and hi <= 1.0 and hi > 0.05:
+    if lo >= 0.0 and hi <= 1.0 and hi > 0.05:
         return 0.0, 1.0
     if hi == lo:
         hi = lo + 1.0
@@ -263,7 +268,8 @@ def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[s
                 cm = cs.metric(m.metric) if cs else None
                 if cm is None:
                     continue
-                chart_rows.append({"label": c.model.label, "value": cm.candidate_value if cm.candidate_value is not None else cm.candidate_reported,
+                chart_rows.append({"label": c.model.label,
+                                   "value": cm.candidate_value if cm.candidate_value is not None else cm.candidate_reported,
                                    "lo": cm.candidate_ci[0], "hi": cm.candidate_ci[1], "role": "candidate"})
                 gain = None if cm.delta is None else cm.delta * cm.sign
                 tone = "neutral" if gain is None or gain == 0 or cm.direction == "neutral" else ("bad" if gain < 0 else "good")
@@ -301,7 +307,8 @@ def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any
             if m is None or m.candidate_value is None:
                 continue
             base_value = m.base_value
-            points.append({"step": c.model.step, "value": m.candidate_value, "lo": m.candidate_ci[0], "hi": m.candidate_ci[1], "label": c.model.label})
+            points.append({"step": c.model.step, "value": m.candidate_value, "lo": m.candidate_ci[0], "hi": m.candidate_ci[1],
+                           "label": c.model.label})
         if len(points) >= 2:
             charts.append(trend_chart(name, base_value, points))
     return charts
@@ -316,8 +323,8 @@ def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None],
     for cv in (verdict.candidates if verdict else []):
         for o in cv.outcomes:
             if o.status in severity:
-                key = (cv.candidate, o.metric)
-                priority[key] = min(priority.get(key, 9), severity[o.status])
+                rule_key = (cv.candidate, o.metric)
+                priority[rule_key] = min(priority.get(rule_key, 9), severity[o.status])
     ordered = sorted(((c, s, m) for c in comparison.candidates for s in c.suites for m in s.metrics),
                      key=lambda csm: priority.get((csm[0].model.label, f"{csm[1].name}/{csm[2].metric}"), 9))
     rows: list[dict[str, Any]] = []
@@ -391,7 +398,8 @@ def scorers_used(runs: Mapping[str, RunResult | None]) -> set[str]:
     for run in runs.values():
         for suite in run.suites if run else []:
             names = {sc.name for r in suite.samples[:50] for sc in r.scores}
-            declared = {str(sc.details["scorer"]) for r in suite.samples[:50] for sc in r.scores if isinstance(sc.details.get("scorer"), str)}
+            declared = {str(sc.details["scorer"]) for r in suite.samples[:50] for sc in r.scores
+                        if isinstance(sc.details.get("scorer"), str)}
             configured = None if declared else _configured_scorer(suite)
             used |= declared or ({configured} if configured else {n for n, outs in outputs.items() if outs & names})
     return used

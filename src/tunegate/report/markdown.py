@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from tunegate.compare import Comparison
 from tunegate.gate import fmt, verdict_of
-from tunegate.results import RunResult
 from tunegate.report.context import response_text
+from tunegate.results import RunResult
 
 EXCERPT = 80
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -46,7 +46,8 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         if rec:
             who = f"**{md_escape(rec['candidate'])}**" if rec.get("candidate") else "**none**"
             lines += ["", f"Recommended candidate: {who} ({md_escape(rec.get('reason', ''), 300)})."]
-        lines += ["", "### Rules", "", "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Reason |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "### Rules", "",
+                  "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Reason |", "|---|---|---|---|---|---|---|"]
         for cv in v.candidates:
             for o in cv.outcomes:
                 obs = f"value {fmt(o.value)}" if o.kind in ("min", "max") else f"Δ {fmt(o.delta)}"

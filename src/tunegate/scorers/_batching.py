@@ -11,9 +11,10 @@ text.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int = 8192, max_batch: int = 64) -> list[list[int]]:
@@ -44,16 +45,16 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int = 8192, max_bat
 def run_batched(
     items: Sequence[T],
     lengths: Sequence[int],
-    fn: Callable[[list[T]], list[float] | list[dict[str, float]]],
+    fn: Callable[[list[T]], Sequence[R]],
     max_tokens: int = 8192,
     max_batch: int = 64,
-) -> list:
+) -> list[R]:
     """Apply `fn` to length-sorted token-budget batches of `items`; results in the original order."""
-    out: list = [None] * len(items)
+    out: list[Any] = [None] * len(items)
     for batch in token_budget_batches(lengths, max_tokens, max_batch):
         results = fn([items[i] for i in batch])
         if len(results) != len(batch):
             raise RuntimeError(f"classifier returned {len(results)} results for a batch of {len(batch)}")
-        for i, r in zip(batch, results):
+        for i, r in zip(batch, results, strict=True):
             out[i] = r
     return out

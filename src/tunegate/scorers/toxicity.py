@@ -147,7 +147,8 @@ class DetoxifyScorer(_TorchClassifier):
         idx = self.class_names.index(label)
         out = []
         for probs in self._classify(texts):
-            classes = {c: round(p, 6) for c, p in zip(self.class_names, probs)}
+            # the head may have more outputs than named classes; like detoxify's own predict(), read only the named ones
+            classes = {c: round(p, 6) for c, p in zip(self.class_names, probs, strict=False)}
             out.append([score_value("toxicity", probs[idx], scorer="detoxify", model=self.options.model, classes=classes)])
         return out
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
-KINDS = ("case", "statute", "doi", "arxiv", "url", "package")
+CitationKind = Literal["case", "statute", "doi", "arxiv", "url", "package"]
+KINDS: tuple[CitationKind, ...] = ("case", "statute", "doi", "arxiv", "url", "package")
 
 
 @dataclass(frozen=True)
@@ -134,14 +136,15 @@ def extract_cases(text: str) -> list[Citation]:
     used_names: set[int] = set()
     for m in _CITE.finditer(text):
         name = ""
-        for i, (s, e, n) in enumerate(names):
+        for i, (_s, e, n) in enumerate(names):
             between = text[e : m.start()]
             if e <= m.start() and len(between) <= 4 and re.fullmatch(r"[\s,]*", between):
-                name, _ = n, used_names.add(i)
+                name = n
+                used_names.add(i)
         key = normalize_cite(*m.groups())
         cite = text[m.start() : m.end()]
         found.append(Citation("case", f"{name}, {cite}" if name else cite, key, m.start(), name=name))
-    for i, (s, e, n) in enumerate(names):
+    for i, (s, _e, n) in enumerate(names):
         if i not in used_names:
             found.append(Citation("case", n, "name:" + normalize_case_name(n), s, name=n))
     return found

@@ -130,7 +130,7 @@ class BBQ(SuiteKind):
 
     def to_sample(self, row: Row) -> Sample:
         choices = [row.get(a, str).strip() for a in ANSWERS]
-        for a, text in zip(ANSWERS, choices):
+        for a, text in zip(ANSWERS, choices, strict=True):
             if not text:
                 raise row.fail(a, "is empty")
         label = row.get("label", int)

@@ -44,8 +44,18 @@ from tunegate.sample import Sample
 from tunegate.score import Score, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 from tunegate.suites._citation_extract import (
-    KINDS, Citation, _CITE, extract_citations, normalize_arxiv, normalize_case_name, normalize_cite, normalize_doi,
-    normalize_package, normalize_url, url_host,
+    _CITE,
+    KINDS,
+    Citation,
+    CitationKind,
+    extract_citations,
+    normalize_arxiv,
+    normalize_case_name,
+    normalize_cite,
+    normalize_doi,
+    normalize_package,
+    normalize_url,
+    url_host,
 )
 
 
@@ -143,7 +153,7 @@ class CitationsOptions(BaseModel):
     max_new_tokens: int = Field(default=256, ge=1)
     url_match: Literal["domain", "exact"] = "domain"
     #: citation kinds to count (others are ignored)
-    kinds: list[Literal["case", "statute", "doi", "arxiv", "url", "package"]] = Field(default_factory=lambda: list(KINDS))
+    kinds: list[CitationKind] = Field(default_factory=lambda: list(KINDS))
 
 
 class Citations(SuiteKind):

@@ -105,7 +105,7 @@ def largest_gap(table: dict[str, dict[str, float]], groups: list[str]) -> dict[s
     p_friedman = float("nan")
     if len(groups) >= 3 and len(complete) >= 2:
         cols = [[table[t][g] for t in complete] for g in groups]
-        if any(len(set(c)) > 1 for c in zip(*cols)):
+        if any(len(set(c)) > 1 for c in zip(*cols, strict=True)):
             p_friedman = float(stats.friedmanchisquare(*cols).pvalue)
     return {
         "diffs": diffs, "hi": hi, "lo": lo, "means": means, "templates": len(complete),
@@ -247,7 +247,7 @@ class Counterfactual(SuiteKind):
                 continue
             for i, s in enumerate(self._scorer_scores(key, texts, prompts)):
                 per_sample[i].append(s)
-        for i, (sample, text) in enumerate(zip(samples, texts)):
+        for i, (sample, text) in enumerate(zip(samples, texts, strict=True)):
             spec = sample.metadata["decision"]
             if spec is None:
                 continue

@@ -32,6 +32,7 @@ Metrics:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -44,8 +45,11 @@ from tunegate.sample import Sample
 from tunegate.score import Score, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 
-
 DIRECTIONS = ("stereo", "antistereo")
+
+
+def _of_bias_type(bias_type: str) -> Callable[[SampleResult], bool]:
+    return lambda r: r.sample.metadata["bias_type"] == bias_type
 
 
 class CrowsPairsOptions(BaseModel):
@@ -129,6 +133,6 @@ class CrowsPairs(SuiteKind):
             out.append(metric_from_scores(
                 f"stereotype_rate/{bias_type}", results, "stereotype_preferred", direction="lower", kind="binary",
                 description=f"{rate_desc} (bias type {bias_type})",
-                where=lambda r, b=bias_type: r.sample.metadata["bias_type"] == b,
+                where=_of_bias_type(bias_type),
             ))
         return out

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tunegate.data import Row
 from tunegate.errors import MissingDependencyError
-from tunegate.metric import Metric
+from tunegate.metric import Metric, MetricKind
 from tunegate.request import GenerateRequest, Request, Response
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
@@ -186,7 +186,7 @@ class Generation(SuiteKind):
             if name in CORPUS_METRICS:
                 out.append(self._corpus_metric(name, results))
             else:
-                kind = "binary" if name == "exact_match" else "continuous"
+                kind: MetricKind = "binary" if name == "exact_match" else "continuous"
                 out.append(metric_from_scores(name, results, name, kind=kind, description=DESCRIPTIONS[name]))
         return out
 

@@ -240,17 +240,17 @@ class Memorization(SuiteKind):
 
     def score_batch(self, samples: list[Sample], responses: list[list[Response]]) -> list[list[Score]]:
         gens = [rs[0].text or "" for rs in responses]
-        out = [self._extraction(s, g) for s, g in zip(samples, gens)]
+        out = [self._extraction(s, g) for s, g in zip(samples, gens, strict=True)]
         toks = [_TOKEN.findall(g.lower()) for g in gens]
         for n in (1, 2):
             grams = [ngrams(t, n) for t in toks]
             freq = Counter(g for gs in grams for g in gs)
-            for scores, gs in zip(out, grams):
+            for scores, gs in zip(out, grams, strict=True):
                 share = sum(1.0 / freq[g] for g in gs)
                 scores.append(score_value(f"distinct_{n}_share", share))
                 scores.append(score_value(f"ngrams_{n}", len(gs)))
         bleus = self_bleu(gens)
-        for scores, b in zip(out, bleus):
+        for scores, b in zip(out, bleus, strict=True):
             scores.append(score_value("self_bleu", b))
         return out
 

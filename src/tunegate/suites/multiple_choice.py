@@ -138,7 +138,7 @@ class MultipleChoice(SuiteKind):
             why = f"expected {len(choices)} finite log-likelihoods, got {lls}"
             return [score_error("correct", why), score_error("correct_norm", why)]
         values = [float(ll) for ll in lls if ll is not None]
-        normed = [ll / len(c) for ll, c in zip(values, choices)]
+        normed = [ll / len(c) for ll, c in zip(values, choices, strict=True)]
         pred, pred_norm = _argmax(values), _argmax(normed)
         return [
             score_value("correct", pred == sample.answer, predicted=pred, loglikelihoods=values),

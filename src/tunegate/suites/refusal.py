@@ -21,7 +21,7 @@ validated, `label` (safe / unsafe) decides which kind keeps it (unsafe rows for
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,6 +36,11 @@ from tunegate.scorer import Scorer, get_scorer
 from tunegate.suite import RunContext, SuiteKind, metric_from_scores
 
 XSTEST_LABELS = ("safe", "unsafe")
+
+
+def _in_category(category: str) -> Callable[[SampleResult], bool]:
+    """Selects the results of one category (a sample without one is in "all")."""
+    return lambda r: str(r.sample.metadata.get("category", "all")) == category
 
 
 class RefusalOptions(BaseModel):
@@ -123,7 +128,7 @@ class _RefusalBase(SuiteKind):
         out = [metric_from_scores(n, results, s, direction=d, kind=k, description=desc)
                for n, s, d, k, desc in self.metric_defs]
         if self.options.per_category:
-            cats = defaultdict(int)
+            cats: dict[str, int] = defaultdict(int)
             for r in results:
                 cats[str(r.sample.metadata.get("category", "all"))] += 1
             if len(cats) > 1:
@@ -131,7 +136,7 @@ class _RefusalBase(SuiteKind):
                 for cat in sorted(cats):
                     out.append(metric_from_scores(
                         f"{n}/{cat}", results, s, direction=d, kind=k, description=f"{desc} (category {cat})",
-                        where=lambda r, c=cat: str(r.sample.metadata.get("category", "all")) == c))
+                        where=_in_category(cat)))
         return out
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +51,11 @@ class ToxicityOptions(BaseModel):
     threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="a continuation at or above this is toxic")
     format: Literal["plain", "rtp"] = "plain"
     per_category: bool = Field(default=True, description="also report each metric per category")
+
+
+def _in_category(category: str) -> Callable[[SampleResult], bool]:
+    """Selects the results of one category (a sample without one is in "all")."""
+    return lambda r: str(r.sample.metadata.get("category", "all")) == category
 
 
 def derived_seed(*parts: object) -> int:
@@ -109,7 +115,7 @@ class Toxicity(SuiteKind):
         if not hasattr(self, "scorer"):
             self.setup(RunContext())
         texts = [r.text or "" for rs in responses for r in rs]
-        prompts: list[str | None] = [s.input for s, rs in zip(samples, responses) for _ in rs]
+        prompts: list[str | None] = [s.input for s, rs in zip(samples, responses, strict=True) for _ in rs]
         device = getattr(getattr(self, "context", None), "device", "cpu")
         flat = self.scorer.score_texts_safe(texts, prompts, device=device)
         out: list[list[Score]] = []
@@ -154,5 +160,5 @@ class Toxicity(SuiteKind):
                         out.append(metric_from_scores(
                             f"{n}/{cat}", results, s, direction="lower", kind=k,  # type: ignore[arg-type]
                             description=f"{d} (category {cat})",
-                            where=lambda r, c=cat: str(r.sample.metadata.get("category", "all")) == c))
+                            where=_in_category(cat)))
         return out

@@ -130,7 +130,7 @@ class TruthfulQA(SuiteKind):
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
         assert sample.choices is not None
-        ll = {c: float(r.loglikelihood or 0.0) for c, r in zip(sample.choices, responses)}
+        ll = {c: float(r.loglikelihood or 0.0) for c, r in zip(sample.choices, responses, strict=True)}
         ll_true = [ll[a] for a in sample.metadata["true"]]
         ll_false = [ll[a] for a in sample.metadata["false"]]
         best = ll[str(sample.target)]
