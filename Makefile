@@ -38,13 +38,14 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Refresh the lock (a normal change: it must pass `make lint test` before it is committed).
-# uv resolves the newest releases within pyproject.toml's ranges, with hashes, for CPython 3.11 on x86_64 Linux.
+# Re-resolve the lock after a dependency change in pyproject.toml, keeping every other pin;
+# `make lock UPGRADE=1` takes the newest releases within pyproject.toml's ranges. Either is a normal
+# change that must pass `make lint test` before it is committed. Hashes; CPython 3.11 on x86_64 Linux.
 lock: $(VENV)/bin/uv
 	printf '%s\n' "$(TORCH_LOCK)" > $(VENV)/lock-overrides.txt
-	printf 'hatchling>=1.21\neditables>=0.5\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --extra gpu --extra api \
+	printf 'hatchling>=1.21\neditables>=0.5\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --extra gpu --extra api --extra embedding \
 	    --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
-	    --override $(VENV)/lock-overrides.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels) $(PIP_ARGS) --upgrade -o $(LOCK)
+	    --override $(VENV)/lock-overrides.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels) $(PIP_ARGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 $(VENV)/bin/uv:
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -43,8 +43,16 @@ def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def shared_datasets() -> Path:
-    """../shared/datasets, or skip with a reason when it is absent."""
+def shared_datasets(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """../shared/datasets, or skip with a reason when it is absent.
+
+    Suite data must resolve inside its suite's folder or an allowed data root
+    (tunegate.data); suites written by tests sit in tmp_path and point at the
+    shared folder, so handing it out also allows it, for that test only.
+    """
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared datasets folder not found at {SHARED_DATASETS}")
+    from tunegate.data import DATA_ROOTS_ENV
+
+    monkeypatch.setenv(DATA_ROOTS_ENV, str(SHARED_DATASETS))
     return SHARED_DATASETS

@@ -128,13 +128,15 @@ def test_comparison_round_trips_and_refuses_other_versions(tmp_path: Path) -> No
     c = run_result("cand", [suite_result("qa", {"acc": binary("0110")}, kinds=ACC)])
     comp = compare_runs(b, [c], FAST)
     comp.save(tmp_path / "comparison.json")
-    again = Comparison.load(tmp_path)
+    again = Comparison.load(tmp_path / "comparison.json")
     assert again.model_dump() == comp.model_dump()
+    with pytest.raises(UserError, match="incomplete report set"):
+        Comparison.load(tmp_path)  # a folder is read only when its completion marker vouches for it
     raw = json.loads((tmp_path / "comparison.json").read_text())
     raw["schema_version"] = 99
     (tmp_path / "comparison.json").write_text(json.dumps(raw))
     with pytest.raises(UserError, match="schema version 99"):
-        Comparison.load(tmp_path)
+        Comparison.load(tmp_path / "comparison.json")
 
 
 def test_compare_runs_from_the_mock_backend(tmp_path: Path) -> None:
@@ -162,3 +164,32 @@ def test_metric_without_per_sample_values_keeps_the_run_values() -> None:
     m = compare_runs(b, [c], FAST).candidates[0].suites[0].metrics[0]
     assert (m.base_value, m.candidate_value, m.delta) == (20.0, 18.5, -1.5)
     assert m.unavailable is None and m.ci_low is None and m.note and "corpus" in m.note
+
+
+def test_binary_metrics_get_exact_intervals_that_never_collapse() -> None:
+    m = one_metric("111", "111")  # 3 samples, all agree: no zero-width interval anywhere
+    assert m.interval_method == "exact" and m.binary_counts == {"n": 3, "base_ones": 3, "candidate_ones": 3, "up": 0, "down": 0}
+    assert m.candidate_ci[0] == pytest.approx(0.025 ** (1 / 3)) and m.candidate_ci[1] == 1.0
+    assert m.ci_low is not None and m.ci_high is not None and m.ci_low < 0 < m.ci_high
+    # recomputed at another level from the stored table (also after a save and load)
+    lo99, hi99 = m.candidate_interval(0.99)
+    assert lo99 is not None and lo99 < m.candidate_ci[0]  # type: ignore[operator]
+    again = type(m).model_validate(m.model_dump())
+    assert again.delta_interval(0.9) == m.delta_interval(0.9)
+    assert m.pvalues("candidate", 0.8) == pytest.approx((0.8**3, 1.0))  # P(X >= 3 | rate 0.8) = 0.512
+
+
+def test_continuous_interval_is_withheld_when_degenerate_or_too_small() -> None:
+    kinds = {"score": ("continuous", "higher", "mean")}
+    vals = {f"s{i}": 0.1 * (i % 7) for i in range(40)}
+    b = run_result("base", [suite_result("qa", {"score": vals}, kinds=kinds)])
+    c = run_result("cand", [suite_result("qa", {"score": dict(vals)}, kinds=kinds)])
+    m = compare_runs(b, [c], FAST).candidates[0].suites[0].metrics[0]
+    assert m.interval_method == "bootstrap" and (m.ci_low, m.ci_high) == (None, None)
+    assert m.note and "zero-width" in m.note and m.pvalues("delta", -0.1) is None
+    assert m.candidate_ci[0] is not None  # the value itself does vary across resamples
+    few = {f"s{i}": float(i) for i in range(8)}
+    b = run_result("base", [suite_result("qa", {"score": few}, kinds=kinds)])
+    c = run_result("cand", [suite_result("qa", {"score": {k: v + 1 for k, v in few.items()}}, kinds=kinds)])
+    m = compare_runs(b, [c], FAST).candidates[0].suites[0].metrics[0]
+    assert m.ci_low is None and m.undecidable("delta") and "at least 20" in (m.undecidable("delta") or "")

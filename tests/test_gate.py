@@ -1,12 +1,15 @@
-"""Gate: the verdict table of every rule type, Holm across rules, error budgets, and each CLI exit code."""
+"""Gate: the verdict table of every rule type, one-sided tests against the bound, Holm across rules,
+error budgets, the detectable regressions, and each CLI exit code."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.report.factory import binary, run_result, suite_result
+from tunegate import stats
 from tunegate.cli import main
 from tunegate.compare import CompareSettings, MetricComparison, compare_runs
 from tunegate.config import GateRule, Policy
@@ -16,50 +19,88 @@ from tunegate.gate import decide, evaluate_policy, exit_code_for
 FAST = CompareSettings(n_resamples=400, seed=1)
 
 
-def mc(delta: float, ci: tuple[float, float], *, direction: str = "higher", value: float = 0.5,
-       value_ci: tuple[float, float] = (0.4, 0.6)) -> MetricComparison:
-    return MetricComparison(suite="s", metric="m", direction=direction, kind="continuous", aggregation="mean",  # type: ignore[arg-type]
-                            base_value=value - delta, candidate_value=value, delta=delta, ci_low=ci[0], ci_high=ci[1],
-                            candidate_ci=value_ci, p_value=0.01, test="paired-permutation", n_paired=100)
+def mcb(n: int, base_ones: int, cand_ones: int, up: int, down: int, direction: str = "higher") -> MetricComparison:
+    """A pass/fail metric comparison from its paired table (the exact statistics need nothing else)."""
+    counts = stats.PairedCounts(n, base_ones, cand_ones, up, down)
+    return MetricComparison(suite="s", metric="m", direction=direction, kind="binary", aggregation="mean",  # type: ignore[arg-type]
+                            base_value=base_ones / n, candidate_value=cand_ones / n, delta=counts.delta,
+                            interval_method="exact", binary_counts=dict(vars(counts)), n_paired=n)
 
 
 def rule(**kw: float) -> GateRule:
     return GateRule(metric="s/m", **kw)
 
 
-# (rule, metric comparison, Holm-adjusted p, expected status)
+# (label, rule, metric comparison, expected status)
 TABLE = [
-    # max_regression 0.02, higher is better
-    ("max_regression", {"max_regression": 0.02}, mc(+0.01, (-0.005, 0.03)), 0.30, "pass"),  # bad bound -0.005 within 0.02
-    ("max_regression", {"max_regression": 0.02}, mc(-0.01, (-0.019, 0.0)), 0.04, "pass"),  # worse but bounded within tolerance
-    ("max_regression", {"max_regression": 0.02}, mc(-0.05, (-0.08, -0.03)), 0.001, "fail"),  # significant and beyond
-    ("max_regression", {"max_regression": 0.02}, mc(-0.05, (-0.12, 0.01)), 0.20, "inconclusive"),  # beyond, not significant
-    ("max_regression", {"max_regression": 0.02}, mc(-0.01, (-0.04, 0.02)), 0.01, "inconclusive"),  # point within, bound beyond
-    # lower is better: a rise is a regression, so the upper bound is the bad one
-    ("max_regression lower", {"max_regression": 0.02}, mc(+0.01, (-0.01, 0.015), direction="lower"), 0.5, "pass"),
-    ("max_regression lower", {"max_regression": 0.02}, mc(+0.05, (0.03, 0.07), direction="lower"), 0.001, "fail"),
-    ("max_regression lower", {"max_regression": 0.02}, mc(-0.05, (-0.07, -0.03), direction="lower"), 0.001, "pass"),
-    # min_improvement 0.01
-    ("min_improvement", {"min_improvement": 0.01}, mc(+0.05, (0.02, 0.08)), 0.001, "pass"),
-    ("min_improvement", {"min_improvement": 0.01}, mc(+0.05, (0.02, 0.08)), 0.20, "inconclusive"),  # not significant after Holm
-    ("min_improvement", {"min_improvement": 0.01}, mc(-0.02, (-0.04, 0.005)), 0.05, "fail"),  # upper bound below 0.01
-    ("min_improvement", {"min_improvement": 0.01}, mc(+0.01, (-0.01, 0.03)), 0.30, "inconclusive"),
-    ("min_improvement lower", {"min_improvement": 0.01}, mc(-0.05, (-0.08, -0.02), direction="lower"), 0.001, "pass"),
-    # min / max on the candidate value's interval
-    ("min", {"min": 0.3}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "pass"),
-    ("min", {"min": 0.7}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "fail"),
-    ("min", {"min": 0.5}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "inconclusive"),
-    ("max", {"max": 0.7}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "pass"),
-    ("max", {"max": 0.3}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "fail"),
-    ("max", {"max": 0.55}, mc(0.0, (0, 0), value=0.5, value_ci=(0.4, 0.6)), None, "inconclusive"),
+    # max_regression 0.05 on a higher-is-better rate: PASS iff the regression's upper bound < 0.05,
+    # FAIL iff its lower bound > 0.05 (significantly beyond the tolerance), else inconclusive
+    ("identical, n=400", {"max_regression": 0.05}, mcb(400, 380, 380, 0, 0), "pass"),
+    ("identical, n=20: too few to show it", {"max_regression": 0.05}, mcb(20, 19, 19, 0, 0), "inconclusive"),
+    ("regression exactly at the tolerance", {"max_regression": 0.05}, mcb(400, 380, 360, 0, 20), "inconclusive"),
+    ("regression of 0.2", {"max_regression": 0.05}, mcb(400, 380, 300, 0, 80), "fail"),
+    ("regression of 0.09, not yet significant", {"max_regression": 0.05}, mcb(100, 95, 86, 1, 10), "inconclusive"),
+    ("tolerance 0, identical", {"max_regression": 0.0}, mcb(1000, 950, 950, 0, 0), "inconclusive"),
+    ("tolerance 0, much better", {"max_regression": 0.0}, mcb(1000, 500, 700, 200, 0), "pass"),
+    # lower is better: a rise is the regression
+    ("lower: identical", {"max_regression": 0.05}, mcb(400, 40, 40, 0, 0, "lower"), "pass"),
+    ("lower: rise of 0.2", {"max_regression": 0.05}, mcb(400, 40, 120, 80, 0, "lower"), "fail"),
+    ("lower: fall of 0.05", {"max_regression": 0.05}, mcb(400, 40, 20, 0, 20, "lower"), "pass"),
+    # min_improvement 0.02
+    ("improvement of 0.2", {"min_improvement": 0.02}, mcb(1000, 500, 700, 200, 0), "pass"),
+    ("no improvement", {"min_improvement": 0.02}, mcb(1000, 500, 500, 0, 0), "fail"),
+    ("improvement of 0.03 on 200", {"min_improvement": 0.02}, mcb(200, 100, 106, 8, 2), "inconclusive"),
+    ("lower: improvement", {"min_improvement": 0.02}, mcb(1000, 500, 300, 0, 200, "lower"), "pass"),
+    # min / max on the candidate's rate: exact Clopper-Pearson bounds
+    ("3 of 3 refused cannot pass min 0.8", {"min": 0.8}, mcb(3, 3, 3, 0, 0), "inconclusive"),
+    ("190 of 200 clear min 0.8", {"min": 0.8}, mcb(200, 190, 190, 0, 0), "pass"),
+    ("100 of 200 miss min 0.8", {"min": 0.8}, mcb(200, 190, 100, 0, 90), "fail"),
+    ("162 of 200 straddle min 0.8", {"min": 0.8}, mcb(200, 190, 162, 0, 28), "inconclusive"),
+    ("one clean sample cannot pass max 0", {"max": 0.0}, mcb(1, 0, 0, 0, 0), "inconclusive"),
+    ("no sample can pass max 0", {"max": 0.0}, mcb(2000, 0, 0, 0, 0), "inconclusive"),
+    ("one copy fails max 0", {"max": 0.0}, mcb(10, 0, 1, 1, 0), "fail"),
+    ("0 of 200 clear max 0.05", {"max": 0.05}, mcb(200, 0, 0, 0, 0), "pass"),
+    ("40 of 200 miss max 0.05", {"max": 0.05}, mcb(200, 0, 40, 40, 0), "fail"),
 ]
 
 
-@pytest.mark.parametrize(("label", "kw", "m", "p_holm", "expected"), TABLE, ids=[f"{t[0]}-{t[4]}-{i}" for i, t in enumerate(TABLE)])
-def test_verdict_table(label: str, kw: dict[str, float], m: MetricComparison, p_holm: float | None, expected: str) -> None:
-    out = decide(rule(**kw), m, 0.95, p_holm)
+@pytest.mark.parametrize(("label", "kw", "m", "expected"), TABLE, ids=[t[0] for t in TABLE])
+def test_verdict_table(label: str, kw: dict[str, float], m: MetricComparison, expected: str) -> None:
+    out = decide(rule(**kw), m, 0.95)
     assert out.status == expected, out.reason
     assert out.reason.endswith(".") and len(out.reason) < 300
+    assert out.method == "exact" and out.n == m.n_paired and out.p_pass is not None and out.p_value is not None
+    # the decision and the interval say the same: the one-sided bounds are the interval's ends
+    lo, hi = out.ci_low, out.ci_high
+    assert lo is not None and hi is not None and lo <= hi
+    if out.kind in ("min", "max"):
+        assert lo <= (m.candidate_value or 0.0) <= hi
+        if expected == "pass":
+            assert (lo > out.threshold) if out.kind == "min" else (hi < out.threshold)
+    elif out.kind == "max_regression" and expected == "fail":
+        worst = -hi if m.direction == "higher" else lo  # the smallest regression the interval allows
+        assert worst > out.threshold
+
+
+def test_continuous_rules_use_the_bootstrap_and_refuse_degenerate_or_tiny_evidence() -> None:
+    rng = np.random.default_rng(0)
+    kinds = {"score": ("continuous", "higher", "mean")}
+
+    def outcome(base: np.ndarray, cand: np.ndarray, **kw: float) -> tuple[str, str]:
+        b = run_result("base", [suite_result("qa", {"score": {f"s{i}": float(v) for i, v in enumerate(base)}}, kinds=kinds)])
+        c = run_result("cand", [suite_result("qa", {"score": {f"s{i}": float(v) for i, v in enumerate(cand)}}, kinds=kinds)])
+        v = evaluate_policy(Policy(rules=[GateRule(metric="qa/score", **kw)]), compare_runs(b, [c], FAST))
+        o = v.candidates[0].outcomes[0]
+        assert o.method == "bootstrap"
+        return o.status, o.reason
+
+    base = rng.normal(0.5, 0.2, 200)
+    assert outcome(base, base + rng.normal(0.0, 0.02, 200), max_regression=0.05)[0] == "pass"
+    assert outcome(base, base - 0.3 + rng.normal(0.0, 0.02, 200), max_regression=0.05)[0] == "fail"
+    status, why = outcome(base, base.copy(), max_regression=0.05)  # identical runs: a zero-width interval
+    assert status == "inconclusive" and "zero-width" in why
+    status, why = outcome(base[:10], base[:10] + 0.001, max_regression=0.5)
+    assert status == "inconclusive" and "at least 20" in why
 
 
 def test_unavailable_metric_is_incomplete() -> None:
@@ -78,37 +119,66 @@ ACC = {"acc": ("binary", "higher", "mean"), "f1": ("binary", "higher", "mean")}
 
 
 def test_holm_across_rules_turns_a_raw_fail_into_inconclusive() -> None:
-    # two metrics with 6 pairs all regressing: raw McNemar p = 2/64 = 0.03125 each; Holm: 0.0625 each
-    b = run_result("base", [suite_result("qa", {"acc": binary("111111"), "f1": binary("111111")}, kinds=ACC)])
-    c = run_result("cand", [suite_result("qa", {"acc": binary("000000"), "f1": binary("000000")}, kinds=ACC)])
+    # 50 pairs, 12 go 1 -> 0: the regression 0.24 is beyond the tolerance 0.1 with a one-sided p of 0.0153
+    # (Tango, continuity-corrected); alone that fails (< 0.025), with a second such rule Holm doubles it to 0.0306
+    pattern = "0" * 12 + "1" * 38
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 50), "f1": binary("1" * 50)}, kinds=ACC)])
+    c = run_result("cand", [suite_result("qa", {"acc": binary(pattern), "f1": binary(pattern)}, kinds=ACC)])
     comp = compare_runs(b, [c], FAST)
     one = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.1)]), comp)
-    assert one.candidates[0].outcomes[0].status == "fail"
-    assert one.candidates[0].outcomes[0].p_holm == pytest.approx(2 / 64)
+    o = one.candidates[0].outcomes[0]
+    assert o.status == "fail" and o.p_value == pytest.approx(0.0153, abs=5e-4) and o.p_holm == o.p_value and o.holm_family == 1
     two = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.1), GateRule(metric="qa/f1", max_regression=0.1)]), comp)
-    assert [o.p_holm for o in two.candidates[0].outcomes] == pytest.approx([4 / 64, 4 / 64])
-    assert [o.status for o in two.candidates[0].outcomes] == ["inconclusive", "inconclusive"]
+    assert [x.p_holm for x in two.candidates[0].outcomes] == pytest.approx([2 * o.p_value, 2 * o.p_value])
+    assert [x.status for x in two.candidates[0].outcomes] == ["inconclusive", "inconclusive"]
+    assert "not after Holm's adjustment across 2 rules" in two.candidates[0].outcomes[0].reason
     assert two.status == "inconclusive" and two.exit_code == 0
-    assert evaluate_policy(two_policy := Policy(rules=[GateRule(metric="qa/acc", max_regression=0.1)]), comp, strict=True).exit_code == 1
-    assert two_policy.rules[0].kind == "max_regression"
+    assert evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.1)]), comp, strict=True).exit_code == 1
+    assert "Holm" in two.multiplicity and "intersection-union" in two.multiplicity
+
+
+def test_min_and_max_rules_join_the_holm_family() -> None:
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 200)}, kinds=ACC)])
+    c = run_result("cand", [suite_result("qa", {"acc": binary("1" * 190 + "0" * 10)}, kinds=ACC)])
+    v = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", min=0.8), GateRule(metric="qa/acc", max_regression=0.2)]),
+                        compare_runs(b, [c], FAST))
+    assert [o.holm_family for o in v.candidates[0].outcomes] == [2, 2]
+    assert [o.status for o in v.candidates[0].outcomes] == ["pass", "pass"]
+
+
+def test_outcomes_state_the_smallest_detectable_regression() -> None:
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 380 + "0" * 20)}, kinds=ACC)])
+    c = run_result("cand", [suite_result("qa", {"acc": binary("1" * 380 + "0" * 20)}, kinds=ACC)])
+    comp = compare_runs(b, [c], FAST)
+    v = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05), GateRule(metric="qa/acc", min=0.8)]), comp)
+    reg, floor = v.candidates[0].outcomes
+    assert reg.detectable_80 is not None and reg.detectable_95 is not None
+    assert 0.05 < reg.detectable_80 < reg.detectable_95 < 0.3  # beyond the tolerance, and more for more power
+    # the exact probability of failing at the stated regression is the stated power (first Holm step: family of 2)
+    p_fail = stats.paired_decision_probs(400, 0.95, 0.95 - reg.detectable_80, -0.05, 1, 0.025, 0.0125, redraw=0.5)[1]
+    assert p_fail == pytest.approx(0.8, abs=0.01)
+    assert floor.detectable_80 is not None and 0.15 - 0.001 < floor.detectable_80 < 0.3  # 0.95 down to under 0.8
+    fast = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05)]), comp, power=False)
+    assert fast.candidates[0].outcomes[0].detectable_80 is None
 
 
 def test_overall_verdict_is_the_worst_candidate() -> None:
-    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 30)}, kinds=ACC)])
-    good = run_result("good", [suite_result("qa", {"acc": binary("1" * 30)}, kinds=ACC)])
-    bad = run_result("bad", [suite_result("qa", {"acc": binary("0" * 30)}, kinds=ACC)])
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 300)}, kinds=ACC)])
+    good = run_result("good", [suite_result("qa", {"acc": binary("1" * 300)}, kinds=ACC)])
+    bad = run_result("bad", [suite_result("qa", {"acc": binary("0" * 300)}, kinds=ACC)])
     v = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05)]), compare_runs(b, [good, bad], FAST))
     assert [(cv.candidate, cv.status) for cv in v.candidates] == [("good", "pass"), ("bad", "fail")]
     assert v.status == "fail" and v.exit_code == 1
+    assert "No adjustment across the 2 candidates" in v.multiplicity
 
 
 def test_error_budget() -> None:
-    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 50)}, kinds=ACC)])
-    c = run_result("cand", [suite_result("qa", {"acc": binary("1" * 50)}, kinds=ACC, errored={"s0"})])
+    b = run_result("base", [suite_result("qa", {"acc": binary("1" * 300)}, kinds=ACC)])
+    c = run_result("cand", [suite_result("qa", {"acc": binary("1" * 300)}, kinds=ACC, errored={"s0"})])
     comp = compare_runs(b, [c], FAST)
     strict_budget = evaluate_policy(Policy(rules=[GateRule(metric="qa/acc", max_regression=0.05)]), comp)
     assert strict_budget.status == "incomplete" and strict_budget.exit_code == 3
-    assert "1 of 50 samples errored in the candidate run (2%)" in strict_budget.candidates[0].incomplete[0]
+    assert "1 of 300 samples errored in the candidate run (0.333%)" in strict_budget.candidates[0].incomplete[0]
     allowed = evaluate_policy(Policy(max_error_rate=0.05, rules=[GateRule(metric="qa/acc", max_regression=0.05)]), comp)
     assert allowed.status == "pass"
 
@@ -154,7 +224,7 @@ def policy(tmp_path: Path) -> Path:
 
 
 def test_cli_exit_0_pass(tmp_path: Path, policy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    base, cand = _write(tmp_path, "1" * 40, "1" * 40)
+    base, cand = _write(tmp_path, "1" * 300, "1" * 300)
     assert _gate(["--policy", str(policy), str(base), str(cand), "--out", str(tmp_path / "out"), "--resamples", "300"]) == 0
     assert "verdict: PASS" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"report.html", "comparison.json", "junit.xml", "summary.md"}

@@ -109,3 +109,137 @@ def test_bootstrap_coverage_for_a_binary_metric() -> None:
         lo, hi = stats.paired_bootstrap(base, cand, "mean", n_resamples=500, seed=t).delta_interval(0.95)
         covered += lo <= true <= hi
     assert 0.88 <= covered / trials <= 0.99, covered / trials
+
+
+# ---------------------------------------------------------------------------- exact and score statistics (issue 15)
+
+
+def test_clopper_pearson_matches_scipy_binomtest_and_never_collapses() -> None:
+    from scipy import stats as sps
+
+    for k, n in [(0, 1), (0, 5), (3, 3), (7, 20), (95, 100), (199, 200), (500, 1000)]:
+        ci = sps.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        assert stats.clopper_pearson(k, n, 0.95) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    # 3 of 3 refused: the one-sided 97.5% lower bound is 0.025 ** (1/3) = 0.292, nowhere near a `min 0.8`
+    lo, hi = stats.clopper_pearson(3, 3, 0.95)
+    assert lo == pytest.approx(0.025 ** (1 / 3)) and hi == 1.0
+    assert stats.clopper_pearson(0, 0, 0.95) == (None, None)
+
+
+def test_binomial_pvalues_are_the_inversion_of_clopper_pearson() -> None:
+    for k, n in [(1, 10), (9, 10), (40, 50), (190, 200)]:
+        lo, hi = stats.clopper_pearson(k, n, 0.95)
+        assert lo is not None and hi is not None
+        assert stats.binomial_pvalues(k, n, lo)[0] == pytest.approx(0.025, rel=1e-6)  # "rate above lo" is just significant
+        assert stats.binomial_pvalues(k, n, hi)[1] == pytest.approx(0.025, rel=1e-6)
+    assert stats.binomial_pvalues(1, 80, 0.0) == (0.0, 1.0)  # one success proves a rate above 0
+    assert stats.binomial_pvalues(0, 80, 0.0) == (1.0, 1.0)
+
+
+def test_tango_reproduces_published_intervals() -> None:
+    # Fagerland, Lydersen & Laake (2014/2017), Cavo et al. (2012) table: n11 = 59, n12 = 6, n21 = 16, n22 = 80,
+    # delta = (n12 - n21) / N = -0.0621, Tango asymptotic score 95% CI -0.1240 to -0.0054 (uncorrected)
+    cavo = stats.PairedCounts(n=161, base_ones=75, candidate_ones=65, up=6, down=16)
+    lo, hi = stats.tango_interval(cavo, 0.95, cc=0.0)
+    assert (round(lo, 4), round(hi, 4)) == (-0.1240, -0.0054)
+    # all 3 pairs discordant one way: estimate 1, interval -0.1230 to 1 (and its mirror)
+    assert stats.tango_interval(stats.PairedCounts(3, 0, 3, 3, 0), 0.95, cc=0.0) == pytest.approx((-0.1230, 1.0), abs=5e-5)
+    assert stats.tango_interval(stats.PairedCounts(3, 3, 0, 0, 3), 0.95, cc=0.0) == pytest.approx((-1.0, 0.1230), abs=5e-5)
+
+
+def test_tango_pvalues_are_the_inversion_of_the_interval() -> None:
+    for counts in (stats.PairedCounts(100, 95, 90, 2, 7), stats.PairedCounts(1000, 950, 850, 20, 120),
+                   stats.PairedCounts(40, 10, 12, 5, 3)):
+        lo, hi = stats.tango_interval(counts, 0.95)
+        assert lo is not None and hi is not None and lo < counts.delta < hi
+        assert stats.tango_pvalues(counts, lo)[0] == pytest.approx(0.025, rel=1e-5)
+        assert stats.tango_pvalues(counts, hi)[1] == pytest.approx(0.025, rel=1e-5)
+
+
+def test_tango_agreement_is_not_certainty() -> None:
+    """Base and candidate agree on every one of 100 samples: the interval is about +/- 5.7 / n, not a point."""
+    lo, hi = stats.tango_interval(stats.PairedCounts(100, 95, 95, 0, 0), 0.95)
+    assert lo == pytest.approx(-hi) and 0.05 < hi < 0.06
+    lo3, hi3 = stats.tango_interval(stats.PairedCounts(3, 3, 3, 0, 0), 0.95)
+    assert hi3 > 0.5
+
+
+def test_tango_one_sided_error_at_the_margin_stays_within_alpha_half() -> None:
+    """Exact enumeration: a change exactly at the bound is declared beyond it at most 2.5% of the time."""
+    worst = 0.0
+    for n in (5, 20, 50, 100, 200, 500, 2000):
+        for p in (0.5, 0.9, 0.95, 0.99):
+            for margin in (0.0, 0.02, 0.05, 0.1):
+                for redraw in (0.0, 0.5, 1.0):
+                    # truth delta = -margin; the rule's bound is -margin; the "below the bound" test must not fire
+                    _, p_fail = stats.paired_decision_probs(n, p, p - margin, -margin, +1, 0.025, 0.025, redraw=redraw)
+                    worst = max(worst, p_fail)
+    assert worst <= 0.025, worst
+    # without the continuity correction it does not hold (p = 0.99, margin 0.02, n = 200: 5.2%)
+    _, uncorrected = stats.paired_decision_probs(200, 0.99, 0.97, -0.02, +1, 0.025, 0.025, redraw=0.25, cc=0.0)
+    assert uncorrected > 0.04
+
+
+def test_exact_coverage_of_the_intervals_across_the_grid() -> None:
+    """Clopper-Pearson (rates) and Tango (paired changes) cover at least 95% for n in 5..200, p in 0.5..0.99."""
+    from scipy import stats as sps
+
+    from tunegate.stats.power import _grid
+
+    for n in (5, 10, 20, 50, 200):
+        k = np.arange(n + 1)
+        for p in (0.5, 0.9, 0.95, 0.99):
+            cis = [stats.clopper_pearson(int(x), n, 0.95) for x in k]
+            cov = sum(m for m, (lo, hi) in zip(sps.binom.pmf(k, n, p), cis, strict=True) if lo <= p <= hi)  # type: ignore[operator]
+            assert cov >= 0.95, (n, p, cov)
+            for redraw in (0.5, 1.0):
+                for d in (0.0, -0.05):
+                    u, dn, prob = _grid(n, *stats.redraw_cells(p, p + d, redraw))
+                    inside = (stats.tango_z(u, dn, n, d, shift=1.0) <= 1.959964) & (stats.tango_z(u, dn, n, d, shift=-1.0) >= -1.959964)
+                    assert float(np.sum(prob * inside)) >= 0.95, (n, p, redraw, d)
+
+
+def test_redraw_model_margins_and_discordance() -> None:
+    up, down = stats.redraw_cells(0.95, 0.85, 0.5)
+    assert 0.95 + up - down == pytest.approx(0.85)  # the candidate's rate is as planted
+    assert stats.redraw_cells(0.9, 0.9, 1.0) == pytest.approx((0.09, 0.09))  # independence
+    assert stats.redraw_cells(0.9, 0.9, 0.0) == (0.0, 0.0)  # an equal candidate that redraws nothing never differs
+    with pytest.raises(ValueError):
+        stats.redraw_cells(1.2, 0.5, 0.5)
+
+
+def test_decision_probabilities_agree_with_a_seeded_simulation() -> None:
+    rng = np.random.default_rng(5)
+    n, trials = 60, 4000
+    # one rate: `min 0.8` at a true rate of 0.9
+    k = rng.binomial(n, 0.9, size=trials)
+    sim = np.mean([stats.binomial_pvalues(int(x), n, 0.8)[0] < 0.025 for x in k])
+    exact, _ = stats.binomial_decision_probs(n, 0.9, 0.8, +1, 0.025, 0.025)
+    assert sim == pytest.approx(exact, abs=0.03)
+    # paired: max_regression 0.1 on a 0.9 rate, equal candidate, redraw 0.5
+    up, down = stats.redraw_cells(0.9, 0.9, 0.5)
+    cells = rng.multinomial(n, [up, down, 1 - up - down], size=trials)
+    sim = np.mean([stats.tango_pvalues(stats.PairedCounts(n, 0, 0, int(u), int(d)), -0.1)[0] < 0.025 for u, d, _ in cells])
+    exact, _ = stats.paired_decision_probs(n, 0.9, 0.9, -0.1, +1, 0.025, 0.025, redraw=0.5)
+    assert sim == pytest.approx(exact, abs=0.03)
+
+
+def test_smallest_n_and_shift_searches() -> None:
+    assert stats.smallest_n(lambda n: min(1.0, n / 1000), 0.9) in range(899, 902)
+    assert stats.smallest_n(lambda n: 0.1, 0.9, n_max=1000) is None
+    assert stats.smallest_shift(lambda r: r, 0.5, 1.0) == pytest.approx(0.5, abs=1e-3)
+    assert stats.smallest_shift(lambda r: r / 10, 0.5, 1.0) is None
+
+
+def test_bootstrap_pvalues_against_a_bound_and_degenerate_distributions() -> None:
+    rng = np.random.default_rng(3)
+    b = rng.normal(0, 1, 80)
+    c = b + rng.normal(0.5, 0.3, 80)
+    boot = stats.paired_bootstrap(b, c, "mean", n_resamples=999, seed=1)
+    above, below = boot.pvalues("delta", 0.0)  # type: ignore[misc]
+    assert above < 0.01 and below > 0.99
+    lo, _ = boot.delta_interval(0.95)
+    assert lo is not None and boot.pvalues("delta", lo)[0] == pytest.approx(0.025, abs=0.003)  # type: ignore[index]
+    same = stats.paired_bootstrap(b, b.copy(), "mean", n_resamples=200)
+    assert same.degenerate("delta") and same.pvalues("delta", 0.1) is None  # a point is no evidence either way
+    assert not same.degenerate("candidate") and boot.se("delta") is not None

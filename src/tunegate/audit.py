@@ -46,8 +46,29 @@ class AuditOutcome:
     runs: dict[str, Path] = field(default_factory=dict)
 
 
+BASE_FOLDER = "_base"  # runs/_base: no candidate's folder can be named so (slugs never start with "_" or ".")
+
+
 def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", label).strip("-") or "model"
+    """A candidate's folder name under runs/: never empty, never hidden, never `.`/`..`, never the base's."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "-", label).strip("-_.") or "model"
+
+
+def check_labels(base_label: str, labels: list[str]) -> None:
+    """Refuse (exit 2) two models whose run folders would be one (compared case-insensitively) and reserved names.
+
+    Uniqueness is on the final folder name, not the raw label: `cand one` and
+    `cand/one` would share runs/cand-one/, and `base!` would look like the base.
+    """
+    seen: dict[str, str] = {_slug(base_label).lower(): f"the base's label {base_label!r}"}
+    for label in labels:
+        key = _slug(label).lower()
+        if key == BASE_FOLDER:  # unreachable through _slug; kept so a change to _slug cannot reopen the hole
+            raise UserError(f"audit: candidate label {label!r} takes the base's folder runs/{BASE_FOLDER}; choose another label")
+        if key in seen:
+            raise UserError(f"audit: candidate label {label!r} and {seen[key]} both become the folder name "
+                            f"{_slug(label)!r} (compared case-insensitively); set a distinct `label:` on each model")
+        seen[key] = f"candidate label {label!r}"
 
 
 def _resolve(base_dir: Path, ref: str) -> str:
@@ -208,9 +229,11 @@ def _run_model(spec: ModelSpec, suites: list[SuiteKind], cache: Path | bool, see
 
 
 def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None,
-              echo: Callable[[str], None] = print) -> AuditOutcome:
+              allow_underpowered: bool | None = None, echo: Callable[[str], None] = print) -> AuditOutcome:
+    from tunegate.compare import CompareSettings
     from tunegate.evaluate import backend_class
     from tunegate.gate import gate_files, load_policy
+    from tunegate.plan import enforce_power, suite_info
     from tunegate.report import write_outputs
     from tunegate.suite_loader import load_suites
 
@@ -218,12 +241,16 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     # validate everything before a model loads
     suites = load_suites([_resolve(base_dir, s) if s.endswith((".yaml", ".yml")) else s for s in cfg.suites])
     policy_path = _local(base_dir, cfg.policy)
-    load_policy(policy_path)
+    policy, _ = load_policy(policy_path)
+    # a rule that cannot decide at these suite sizes is refused before anything trains or loads (exit 2)
+    enforce_power(policy, suite_info(suites), echo=echo, source=str(policy_path),
+                  allow=cfg.allow_underpowered if allow_underpowered is None else allow_underpowered)
     base = _resolve_spec(base_dir, cfg.base).model_copy(update={"label": cfg.base.label or "base"})
     backend_class(base).check(base)
     explicit = [_resolve_spec(base_dir, c) for c in cfg.candidates if isinstance(c, ModelSpec)]
     for spec in explicit:
         backend_class(spec).check(spec)
+    check_labels(base.display_name, [spec.display_name for spec in explicit])  # again below, with the fine-tuned ones
     for c in cfg.candidates:
         if isinstance(c, FinetuneCandidate):
             _recipe_path(base_dir, c.finetune.recipe)
@@ -241,13 +268,11 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
         else:
             spec = _resolve_spec(base_dir, c)
             candidates.append(Candidate(spec, spec.display_name))
-    labels = [c.label for c in candidates]
-    if len(set(labels)) != len(labels) or base.display_name in labels:
-        raise UserError("audit: candidate labels must be unique and differ from the base's; set `label:` on each")
+    check_labels(base.display_name, [c.label for c in candidates])
 
     echo(f"running {len(suites)} suite(s) on the base and {len(candidates)} candidate(s)")
     runs_dir = out_dir / "runs"
-    base_path = runs_dir / "base" / "results.json"
+    base_path = runs_dir / BASE_FOLDER / "results.json"
     base_run = _run_model(base, suites, cache, cfg.seed, base_path, echo)
     cand_paths = []
     for cand in candidates:
@@ -255,7 +280,8 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
         _run_model(cand.spec, suites, cache, cfg.seed, p, echo)
         cand_paths.append(p)
 
-    comparison, verdict = gate_files(policy_path, base_path, cand_paths, strict=strict)
+    settings = CompareSettings(allow_suite_mismatch=cfg.allow_suite_mismatch)
+    comparison, verdict = gate_files(policy_path, base_path, cand_paths, strict=strict, settings=settings)
     metric = cfg.recommend_by or default_task_metric(suites, base_run)
     recommendation = recommend(comparison, verdict, metric)
     comparison.audit = {"name": cfg.name, "description": cfg.description, "config": str(Path(path).resolve()),

@@ -7,7 +7,9 @@ order and its answers must not depend on batch size or padding side.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tunegate.model_spec import ModelSpec
@@ -22,11 +24,27 @@ class Backend(ABC):
     `settings` (everything besides the weights that changes an answer: dtype,
     max length, chat template...). `forward_passes` counts model calls so tests
     can prove a cached run computes nothing.
+
+    Every `settings()` dict also carries `implementation_version` (and, when a
+    backend sets `numerics_packages`, that list), added by this base class even
+    when a subclass overrides `settings` without calling it: the cache key is
+    built from the settings, so bumping the version retires the backend's
+    cached answers (see `tunegate.cache`).
     """
 
     name: ClassVar[str] = ""
     #: request types the backend can answer; the runner skips the others with a reason
     supports: ClassVar[frozenset[str]] = frozenset({"loglikelihood", "generate"})
+    #: bump when a change to the backend's code changes its answers: cached answers of older versions are not reused
+    implementation_version: ClassVar[str] = "1"
+    #: installed packages whose versions change this backend's answers (None: `cache.NUMERICS_PACKAGES`)
+    numerics_packages: ClassVar[tuple[str, ...] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("settings")
+        if callable(own) and not getattr(own, "_versioned", False):
+            setattr(cls, "settings", _versioned(own))  # noqa: B010 - mypy refuses assigning to a method
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -44,7 +62,14 @@ class Backend(ABC):
 
     def settings(self) -> dict[str, Any]:
         """Backend settings that change answers; part of the cache key."""
-        return {"backend": self.name}
+        return {**self.version_settings(), "backend": self.name}
+
+    def version_settings(self) -> dict[str, Any]:
+        """What every `settings()` carries: the implementation version and the backend's numerics packages."""
+        out: dict[str, Any] = {"implementation_version": type(self).implementation_version}
+        if type(self).numerics_packages is not None:
+            out["numerics_packages"] = list(type(self).numerics_packages or ())
+        return out
 
     def identity(self) -> dict[str, Any]:
         """What the report shows about the model (no secrets)."""
@@ -60,3 +85,14 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: backends holding nothing keep the no-op
         """Release the model (GPU memory); the default does nothing."""
+
+
+def _versioned(settings: Callable[[Backend], dict[str, Any]]) -> Callable[[Backend], dict[str, Any]]:
+    """Wrap a subclass's `settings` so it carries `version_settings()` (its own keys win)."""
+
+    @functools.wraps(settings)
+    def wrapped(self: Backend) -> dict[str, Any]:
+        return {**self.version_settings(), **settings(self)}
+
+    wrapped._versioned = True  # type: ignore[attr-defined]
+    return wrapped

@@ -1,8 +1,14 @@
-"""SQLite response cache keyed by (model fingerprint, backend settings, request content).
+"""SQLite response cache keyed by (model fingerprint, backend settings, library versions, request content).
 
 Responses are committed chunk by chunk as the runner gets them, so a run that is
 killed midway resumes from here and ends with the same results as an
 uninterrupted one. Error responses are never cached: a retry recomputes them.
+
+An upgrade never serves stale answers as fresh: the key holds the backend's
+`implementation_version` (in its settings, see `Backend`) and the installed
+versions of the packages that change numerics (`NUMERICS_PACKAGES`: torch,
+transformers, peft, tokenizers; a backend may name its own subset, the
+`openai` backend none). Changing any of them is a cache miss.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +33,34 @@ def default_cache_path() -> Path:
     return Path(root) / "responses.sqlite"
 
 
+#: packages whose version changes a model's numbers (kernels, modelling code, adapter merging, tokenisation)
+NUMERICS_PACKAGES = ("torch", "transformers", "peft", "tokenizers")
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of `name`, or None when it is not installed."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=16)
+def numerics_versions(packages: tuple[str, ...] = NUMERICS_PACKAGES) -> tuple[tuple[str, str | None], ...]:
+    """(package, installed version or None) for each of `packages`; read once per process."""
+    return tuple((name, package_version(name)) for name in packages)
+
+
 def cache_key(fingerprint: str, settings: dict[str, Any], request: LoglikelihoodRequest | GenerateRequest) -> str:
-    payload = json.dumps({"fp": fingerprint, "settings": settings, "req": request.key()}, sort_keys=True, default=str)
+    """The key of one request's answer from one model served one way by one installation.
+
+    `settings` is the backend's (it carries `implementation_version`); a backend
+    whose numbers do not come from the local libraries (an HTTP API) lists the
+    packages that matter to it in `settings["numerics_packages"]` (empty: none).
+    """
+    packages = tuple(settings.get("numerics_packages", NUMERICS_PACKAGES))
+    payload = json.dumps({"fp": fingerprint, "settings": settings, "libs": dict(numerics_versions(packages)),
+                          "req": request.key()}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -145,12 +145,14 @@ def plugins() -> None:
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Override the audit's output folder.")
 @click.option("--strict/--no-strict", default=None, help="Treat inconclusive rules as failures (overrides audit.yaml).")
-def audit(config: Path, out: Path | None, strict: bool | None) -> None:
+@click.option("--allow-underpowered", is_flag=True, default=None,
+              help="Run even if a policy rule cannot decide at the suites' sizes (warn instead of exit 2).")
+def audit(config: Path, out: Path | None, strict: bool | None, allow_underpowered: bool | None) -> None:
     """Run a whole audit from audit.yaml and exit with the gate's code."""
     from tunegate.audit import run_audit
     from tunegate.report import describe_verdict
 
-    outcome = run_audit(config, out=out, strict=strict, echo=click.echo)
+    outcome = run_audit(config, out=out, strict=strict, allow_underpowered=allow_underpowered, echo=click.echo)
     for line in describe_verdict(outcome.verdict):
         click.echo(line)
     rec = outcome.recommendation or {}
@@ -180,6 +182,10 @@ _stats_options = [
 ]
 
 
+_ALLOW_MISMATCH_HELP = ("Compare suites whose config hash, data hash or version differ between the runs "
+                        "(refused by default); the report shows each mismatch in red.")
+
+
 def _with_stats_options(fn: Any) -> Any:
     for opt in reversed(_stats_options):
         fn = opt(fn)
@@ -190,31 +196,36 @@ def _with_stats_options(fn: Any) -> Any:
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--confidence", type=click.FloatRange(0.5, 1.0, min_open=True, max_open=True), default=0.95, show_default=True)
+@click.option("--allow-suite-mismatch", is_flag=True, help=_ALLOW_MISMATCH_HELP)
 @_with_stats_options
-def compare(base: Path, candidates: tuple[Path, ...], confidence: float, out: Path, resamples: int, seed: int) -> None:
+def compare(base: Path, candidates: tuple[Path, ...], confidence: float, allow_suite_mismatch: bool, out: Path, resamples: int,
+            seed: int) -> None:
     """Compare BASE results.json with one or more CANDIDATE results.json (paired statistics, no verdict)."""
     from tunegate.compare import CompareSettings
     from tunegate.report import compare_and_write
 
     check_output_folder(out)
-    compare_and_write(base, list(candidates), out, CompareSettings(confidence=confidence, n_resamples=resamples, seed=seed))
+    compare_and_write(base, list(candidates), out, CompareSettings(confidence=confidence, n_resamples=resamples, seed=seed,
+                                                                   allow_suite_mismatch=allow_suite_mismatch))
     click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
 
 
 @cli.command()
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="Gate policy YAML.")
 @click.option("--strict", is_flag=True, help="Treat inconclusive rules as failures (exit 1).")
+@click.option("--allow-suite-mismatch", is_flag=True, help=_ALLOW_MISMATCH_HELP)
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("candidates", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_with_stats_options
-def gate(policy_path: Path, strict: bool, base: Path, candidates: tuple[Path, ...], out: Path, resamples: int, seed: int) -> None:
+def gate(policy_path: Path, strict: bool, allow_suite_mismatch: bool, base: Path, candidates: tuple[Path, ...], out: Path,
+         resamples: int, seed: int) -> None:
     """Gate CANDIDATE runs against BASE with a policy: exit 0 pass, 1 fail, 2 bad input, 3 incomplete."""
     from tunegate.compare import CompareSettings
     from tunegate.report import describe_verdict, gate_and_write
 
     check_output_folder(out)
     _, verdict = gate_and_write(policy_path, base, list(candidates), out, strict=strict,
-                                settings=CompareSettings(n_resamples=resamples, seed=seed))
+                                settings=CompareSettings(n_resamples=resamples, seed=seed, allow_suite_mismatch=allow_suite_mismatch))
     click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
     click.echo("\n".join(describe_verdict(verdict)))
     if verdict.status == "inconclusive" and not strict:
@@ -225,7 +236,7 @@ def gate(policy_path: Path, strict: bool, base: Path, candidates: tuple[Path, ..
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
 def report(folder: Path) -> None:
-    """Re-render FOLDER's report.html, junit.xml and summary.md from its comparison.json."""
+    """Re-render FOLDER's report.html, junit.xml and summary.md from its comparison.json (exit 2 if the set is incomplete)."""
     from tunegate.report import rerender
 
     _, paths = rerender(folder)
@@ -246,6 +257,35 @@ def score(name: str, input_path: Path, output_path: Path, scorer_options: tuple[
     counts = score_file(name, input_path, output_path, _parse_kv(scorer_options, "--option"),
                         text_field=text_field, device=device)
     click.echo(f"wrote {output_path}: {counts['scored']} of {counts['lines']} line(s) scored by {name}")
+
+
+@cli.command("validate-scorer")
+@click.argument("name")
+@click.option("--labels", "labels_path", type=click.Path(path_type=Path), required=True,
+              help="Labelled JSONL: a text and a label per line (class name, or 1/0 / toxic/non-toxic for continuous scorers).")
+@click.option("--option", "scorer_options", multiple=True, help="Scorer option key=value (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write the figures as JSON here.")
+@click.option("--text-field", default="text", show_default=True)
+@click.option("--label-field", default="label", show_default=True)
+@click.option("--score", "score_name", default=None, help="Which of the scorer's scores (default: its first).")
+@click.option("--threshold", type=float, default=0.5, show_default=True, help="Continuous scorers: score >= threshold is positive.")
+@click.option("--negative-class", default=None, help="Categorical scorers: also report this class vs all others (e.g. complied).")
+@click.option("--resamples", type=click.IntRange(min=100), default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Device for classifier scorers (cpu, cuda).")
+def validate_scorer_cmd(name: str, labels_path: Path, scorer_options: tuple[str, ...], out: Path | None, text_field: str,
+                        label_field: str, score_name: str | None, threshold: float, negative_class: str | None,
+                        resamples: int, seed: int, device: str) -> None:
+    """Measure scorer NAME against a labelled JSONL file: agreement, precision/recall, kappa, AUROC with intervals."""
+    from tunegate.validate_scorer import format_report, raise_if_incomplete, run_validation
+
+    rep = run_validation(name, labels_path, _parse_kv(scorer_options, "--option"), out, text_field=text_field,
+                         label_field=label_field, score_name=score_name, threshold=threshold,
+                         negative_class=negative_class, resamples=resamples, seed=seed, device=device)
+    click.echo(format_report(rep))
+    if out is not None:
+        click.echo(f"wrote {out}")
+    raise_if_incomplete(rep)
 
 
 @cli.command("finetune", context_settings={"ignore_unknown_options": True})
@@ -269,6 +309,44 @@ def finetune_cmd(recipe: Path, base: str, data_path: Path | None, eval_path: Pat
         last_eval = m["final"].get("eval_loss")
         click.echo(f"wrote {result.out}: {len(result.checkpoints)} checkpoint(s) + final/ after {m['steps']['completed']} "
                    f"step(s); eval loss {'n/a' if last_eval is None else f'{last_eval:.4f}'}; manifest {result.out / 'manifest.json'}")
+
+
+@cli.command("plan")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="Gate policy YAML.")
+@click.option("--base", "base_path", type=click.Path(path_type=Path), default=None,
+              help="A base results.json: its observed rates, spreads and suite sizes replace the assumed ones.")
+@click.option("--suites", "suite_refs", default=None,
+              help="Comma-separated suite names or YAML paths to plan with (default: the built-in suites the policy names).")
+@click.option("--audit", "audit_path", type=click.Path(path_type=Path), default=None,
+              help="Plan with the suites of this audit.yaml (its suite paths are relative to it).")
+@click.option("--size", "sizes", multiple=True, help="Suite size suite=N (repeatable; overrides the suites' own sizes).")
+@click.option("--assume", "assumed", multiple=True, help="Assumed base rate suite/metric=RATE for a pass/fail metric (repeatable).")
+@click.option("--redraw", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of samples whose outcome an equal candidate redraws independently (default 0.5; 1 = independence).")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_cmd(policy_path: Path, base_path: Path | None, suite_refs: str | None, audit_path: Path | None,
+             sizes: tuple[str, ...], assumed: tuple[str, ...], redraw: float | None, as_json: bool) -> None:
+    """Print per rule the n it needs to pass an equal candidate and to fail a clear regression; flag underpowered rules."""
+    from tunegate import stats
+    from tunegate.gate import load_policy
+    from tunegate.plan import audit_suite_refs, builtin_info, format_plan, parse_assumptions, parse_sizes, plan_policy, suite_info
+    from tunegate.results import RunResult
+    from tunegate.suite_loader import load_suites
+
+    policy, _ = load_policy(policy_path)
+    info = builtin_info(policy)
+    refs = [r.strip() for r in (suite_refs or "").split(",") if r.strip()] + (audit_suite_refs(audit_path) if audit_path else [])
+    if refs:
+        info.update(suite_info(load_suites(refs)))
+    for name, n in parse_sizes(sizes).items():
+        info[name] = (info.get(name, (None, None))[0], n)
+    base = RunResult.load(base_path) if base_path else None
+    share = stats.PLANNING_REDRAW if redraw is None else redraw
+    plans = plan_policy(policy, suites=info, base=base, assume=parse_assumptions(assumed), redraw=share)
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in plans], indent=1))
+        return
+    click.echo("\n".join(format_plan(plans, policy, share)))
 
 
 def main(argv: list[str] | None = None) -> None:

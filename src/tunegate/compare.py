@@ -1,13 +1,22 @@
 """`Comparison`: a base `RunResult` against 1..N candidate `RunResult`s on the same samples.
 
 For each suite the two runs must hold the same sample ids (else the numbers
-would not be paired and a `UserError` says which ids differ). For each metric
+would not be paired and a `UserError` says which ids differ), and the suite's
+config hash, data hash and version must be equal (else a `UserError`, unless
+`CompareSettings.allow_suite_mismatch`, which records the difference for the
+report). Base and candidate must be different runs: one results file or one
+`run_id` on both sides is refused; equal weights are only a warning. For each metric
 the per-sample vectors are aligned on the ids both runs scored; a sample
 errored (or skipped) in either run is left out of the pair and counted. Then:
-the value of each side over the paired samples, the delta, a seeded paired
-bootstrap interval, a p-value (McNemar's exact test for 0/1 metrics, a paired
-permutation test on the metric's own aggregation otherwise) and the examples
-that regressed and improved most.
+the value of each side over the paired samples, the delta, their intervals
+(pass/fail metrics: exact Clopper-Pearson intervals for each value and Tango's
+score interval for the paired delta; continuous metrics: a seeded paired
+percentile bootstrap, withheld when degenerate or on fewer than
+`MIN_PAIRS_CONTINUOUS` pairs), a p-value of "no difference" (McNemar's exact
+test for 0/1 metrics, a paired permutation test on the metric's own
+aggregation otherwise) and the examples that regressed and improved most.
+`MetricComparison.pvalues` gives the one-sided tests against a bound that the
+gate's rules use (docs/gate-statistics.md).
 
 The `Comparison` is the one object every output is rendered from
 (report.html, comparison.json, junit.xml, summary.md); `gate` adds a policy and
@@ -17,6 +26,7 @@ a verdict to it.
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +39,13 @@ from tunegate.aggregate import aggregate
 from tunegate.errors import UserError
 from tunegate.io import atomic_write_text, read_json_model
 from tunegate.metric import Direction, Metric, MetricKind
+from tunegate.report_marker import REPORT_MARKER, verify_report_set
 from tunegate.results import RunResult, SuiteResult
 
 COMPARISON_SCHEMA_VERSION = 1
+# a continuous metric with fewer paired samples gives no test: the percentile bootstrap's coverage
+# falls well under its nominal level on a handful of samples (docs/gate-statistics.md)
+MIN_PAIRS_CONTINUOUS = 20
 
 
 class CompareSettings(BaseModel):
@@ -43,6 +57,8 @@ class CompareSettings(BaseModel):
     n_resamples: int = Field(default=stats.DEFAULT_RESAMPLES, ge=100)
     seed: int = 0
     top_k: int = Field(default=10, ge=0, description="examples kept per metric in each of regressed/improved")
+    allow_suite_mismatch: bool = Field(
+        default=False, description="compare suites whose config hash, data hash or version differ (recorded and shown in red)")
 
 
 class ExampleDelta(BaseModel):
@@ -84,6 +100,12 @@ class MetricComparison(BaseModel):
     candidate_ci: tuple[float | None, float | None] = (None, None)
     test: Literal["mcnemar-exact", "paired-permutation", "none"] = "none"
     p_value: float | None = None
+    # how the intervals were computed: "exact" (Clopper-Pearson for each value, Tango's continuity-corrected
+    # score interval for the paired delta; pass/fail metrics), "bootstrap" (seeded paired percentile
+    # bootstrap; continuous metrics) or "none"
+    interval_method: Literal["exact", "bootstrap", "none"] = "none"
+    # pass/fail metrics: the paired table {n, base_ones, candidate_ones, up, down} the exact statistics use
+    binary_counts: dict[str, int] | None = None
     discordant_worse: int | None = None
     discordant_better: int | None = None
     n_paired: int = 0
@@ -107,16 +129,54 @@ class MetricComparison(BaseModel):
         """+1 when higher is better (or neutral), -1 when lower is better."""
         return -1.0 if self.direction == "lower" else 1.0
 
+    @property
+    def counts(self) -> stats.PairedCounts | None:
+        """The paired 0/1 table of a pass/fail metric (None for continuous metrics)."""
+        return stats.PairedCounts(**self.binary_counts) if self.binary_counts else None
+
     def delta_interval(self, confidence: float) -> tuple[float | None, float | None]:
-        """The delta interval at `confidence` (recomputed from the kept resamples when it differs)."""
+        """The delta interval at `confidence` (exact for pass/fail metrics; else from the kept resamples)."""
+        if self.counts is not None:
+            return stats.tango_interval(self.counts, confidence)
         if self._boot is not None and abs(confidence - self.confidence) > 1e-12:
             return self._boot.delta_interval(confidence)
         return self.ci_low, self.ci_high
 
     def candidate_interval(self, confidence: float) -> tuple[float | None, float | None]:
+        if self.counts is not None:
+            return stats.clopper_pearson(self.counts.candidate_ones, self.counts.n, confidence)
         if self._boot is not None and abs(confidence - self.confidence) > 1e-12:
             return self._boot.candidate_interval(confidence)
         return self.candidate_ci
+
+    def undecidable(self, which: Literal["candidate", "delta"]) -> str | None:
+        """Why no one-sided test exists for the candidate value or the delta (None when one does)."""
+        if self.counts is not None:
+            return None
+        if self._boot is None:
+            return self.note or "no per-sample statistics were kept (re-run compare)"
+        if self.n_paired < MIN_PAIRS_CONTINUOUS:
+            return (f"only {self.n_paired} paired samples: the bootstrap needs at least {MIN_PAIRS_CONTINUOUS} "
+                    "before its interval means anything")
+        if self._boot.degenerate(which):
+            return "every bootstrap resample gave the same value: a zero-width interval is not evidence"
+        return None
+
+    def pvalues(self, which: Literal["candidate", "delta"], theta0: float) -> tuple[float, float] | None:
+        """One-sided p-values (above theta0, below theta0) for the candidate value or the delta, consistent
+        with the intervals: exact binomial / Tango score for pass/fail metrics, bootstrap for continuous ones."""
+        counts = self.counts
+        if counts is not None:
+            if which == "candidate":
+                return stats.binomial_pvalues(counts.candidate_ones, counts.n, theta0)
+            return stats.tango_pvalues(counts, theta0)
+        if self.undecidable(which) is not None or self._boot is None:
+            return None
+        return self._boot.pvalues(which, theta0)
+
+    def standard_error(self, which: Literal["base", "candidate", "delta"]) -> float | None:
+        """Bootstrap standard error (continuous metrics; None when there are no resamples)."""
+        return self._boot.se(which) if self._boot is not None else None
 
 
 class SuiteComparison(BaseModel):
@@ -132,6 +192,10 @@ class SuiteComparison(BaseModel):
     data_hash: str = ""
     candidate_data_hash: str = ""
     config_hash: str = ""
+    candidate_config_hash: str = ""
+    # what differs between the two runs' suite (config hash, data hash, version); only non-empty when
+    # the comparison was made with allow_suite_mismatch, otherwise such a pair is refused
+    mismatch: list[str] = Field(default_factory=list)
     n_samples: int = 0
     counts_base: dict[str, int] = Field(default_factory=dict)
     counts_candidate: dict[str, int] = Field(default_factory=dict)
@@ -215,13 +279,25 @@ class Comparison(BaseModel):
                     seen.setdefault(m.name, None)
         return list(seen)
 
+    def suite_mismatches(self) -> list[str]:
+        """One line per (candidate, suite) compared although its suite settings differ from the base's."""
+        return [f"{c.model.label}, suite '{s.name}': {'; '.join(s.mismatch)}"
+                for c in self.candidates for s in c.suites if s.mismatch]
+
+    def to_json(self) -> str:
+        """The comparison.json text; NaN/inf are refused (a NaN here is a bug, not a value)."""
+        return json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
     def save(self, path: Path) -> None:
-        """Atomic write; NaN/inf are refused (a NaN here is a bug, not a value)."""
-        text = json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False, allow_nan=False)
-        atomic_write_text(path, text + "\n")
+        """Atomic write of this one file (`tunegate.report.write_outputs` writes the whole report set)."""
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> Comparison:
+        """Read comparison.json; a report folder is read only when its completion marker vouches for it."""
+        path = Path(path)
+        if path.is_dir() and ((path / "comparison.json").exists() or (path / REPORT_MARKER).exists()):
+            verify_report_set(path)
         return read_json_model(path, cls, filename="comparison.json", version=COMPARISON_SCHEMA_VERSION,
                                what="comparison", hint="write one with `tunegate compare` or `tunegate gate`")
 
@@ -330,12 +406,27 @@ def compare_metric(suite: str, bm: Metric, cm: Metric | None, settings: CompareS
         return out
     out.base_value, out.candidate_value, out.delta = vb, vc, vc - vb
     seed = _rng_seed(settings.seed, out.name)
-    boot = stats.paired_bootstrap(b, c, agg, wb, wc, n_resamples=settings.n_resamples, seed=seed)
-    out._boot = boot
-    out.ci_low, out.ci_high = boot.delta_interval(settings.confidence)
-    out.base_ci = boot.base_interval(settings.confidence)
-    out.candidate_ci = boot.candidate_interval(settings.confidence)
-    binary = bm.kind == "binary" and bool(np.all(np.isin(b, (0.0, 1.0))) and np.all(np.isin(c, (0.0, 1.0))))
+    binary = (bm.kind == "binary" and agg == "mean" and _unit_weights(wb) and _unit_weights(wc)
+              and bool(np.all(np.isin(b, (0.0, 1.0))) and np.all(np.isin(c, (0.0, 1.0)))))
+    if binary:  # exact and score intervals: never a zero-width interval, coverage at least nominal
+        counts = stats.PairedCounts.from_vectors(b, c)
+        out.interval_method, out.binary_counts = "exact", dict(vars(counts))
+        conf = settings.confidence
+        out.ci_low, out.ci_high = stats.tango_interval(counts, conf)
+        out.base_ci = stats.clopper_pearson(counts.base_ones, counts.n, conf)
+        out.candidate_ci = stats.clopper_pearson(counts.candidate_ones, counts.n, conf)
+    else:
+        boot = stats.paired_bootstrap(b, c, agg, wb, wc, n_resamples=settings.n_resamples, seed=seed)
+        out._boot, out.interval_method = boot, "bootstrap"
+        why = out.undecidable("delta")
+        if why:
+            out.note = f"{why}; no interval is shown"
+        else:
+            out.ci_low, out.ci_high = boot.delta_interval(settings.confidence)
+        if not boot.degenerate("base") and out.n_paired >= MIN_PAIRS_CONTINUOUS:
+            out.base_ci = boot.base_interval(settings.confidence)
+        if not boot.degenerate("candidate") and out.n_paired >= MIN_PAIRS_CONTINUOUS:
+            out.candidate_ci = boot.candidate_interval(settings.confidence)
     if binary:
         mc = stats.mcnemar_exact(b, c)
         out.test, out.p_value = "mcnemar-exact", mc.pvalue
@@ -347,6 +438,10 @@ def compare_metric(suite: str, bm: Metric, cm: Metric | None, settings: CompareS
         out.p_value = stats.paired_permutation_pvalue(b, c, agg, wb, wc, n_resamples=settings.n_resamples, seed=seed)
     _examples(out, ids, b, c, settings.top_k)
     return out
+
+
+def _unit_weights(w: np.ndarray | None) -> bool:
+    return w is None or bool(np.all(w == 1.0))
 
 
 def _examples(out: MetricComparison, ids: list[str], b: np.ndarray, c: np.ndarray, k: int) -> None:
@@ -363,12 +458,40 @@ def _examples(out: MetricComparison, ids: list[str], b: np.ndarray, c: np.ndarra
     out.improved = [ex(int(j)) for j in order[::-1][: min(k, out.n_improved)]]
 
 
-def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -> SuiteComparison:
-    warnings = []
+def _short(digest: str) -> str:
+    return digest[:12] if digest else "(none)"
+
+
+def suite_differences(bs: SuiteResult, cs: SuiteResult) -> list[str]:
+    """What makes two runs of one suite unlike: its config hash, data hash or version (empty when alike)."""
+    out = []
+    if bs.config_hash != cs.config_hash:
+        out.append(f"config hash differs (base {_short(bs.config_hash)}, candidate {_short(cs.config_hash)})")
+    if bs.data_hash != cs.data_hash:
+        out.append(f"data hash differs (base {_short(bs.data_hash)}, candidate {_short(cs.data_hash)})")
     if bs.version != cs.version:
-        warnings.append(f"suite version differs: base {bs.version}, candidate {cs.version}")
-    if bs.data_hash and cs.data_hash and bs.data_hash != cs.data_hash:
-        warnings.append("suite data hash differs between the runs although the sample ids match")
+        out.append(f"version differs (base {bs.version}, candidate {cs.version})")
+    return out
+
+
+def _check_like_suites(base: RunResult, cand: RunResult, base_name: str, cand_name: str, allow: bool) -> None:
+    """Refuse (UserError) suites run with other settings, data or version, unless `allow` (then compare_suite records it)."""
+    found = []
+    for bs in base.suites:
+        cs = cand.suite(bs.name)
+        diffs = suite_differences(bs, cs) if cs is not None else []
+        if diffs:
+            found.append(f"suite '{bs.name}': {', '.join(diffs)}")
+    if found and not allow:
+        raise UserError(
+            f"{cand_name} and {base_name} ran suites with different settings ({'; '.join(found)}); their numbers are not "
+            "comparable: rerun both with the same suite definition and data, or pass --allow-suite-mismatch "
+            "(allow_suite_mismatch: true in audit.yaml) to compare anyway"
+        )
+
+
+def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -> SuiteComparison:
+    warnings: list[str] = []
     metrics = [compare_metric(bs.name, bm, cs.metric(bm.name), settings) for bm in bs.metrics]
     for cm in cs.metrics:
         if bs.metric(cm.name) is None:
@@ -379,8 +502,11 @@ def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -
     return SuiteComparison(
         name=bs.name, kind=bs.kind, version=bs.version, candidate_version=cs.version, description=bs.description,
         source=bs.source, content_warning=bs.content_warning or cs.content_warning, data_hash=bs.data_hash,
-        candidate_data_hash=cs.data_hash, config_hash=bs.config_hash, n_samples=len(_sample_ids(bs)),
-        counts_base=dict(bs.counts), counts_candidate=dict(cs.counts), metrics=metrics, warnings=warnings,
+        candidate_data_hash=cs.data_hash, config_hash=bs.config_hash, candidate_config_hash=cs.config_hash,
+        mismatch=suite_differences(bs, cs), n_samples=len(_sample_ids(bs)),
+        # `truncated` rides along with the status counts so the report shows it (never part of a denominator)
+        counts_base={**bs.counts, "truncated": bs.truncated}, counts_candidate={**cs.counts, "truncated": cs.truncated},
+        metrics=metrics, warnings=warnings,
     )
 
 
@@ -397,6 +523,33 @@ def _labels(runs: list[RunResult], paths: list[Path | None]) -> list[str]:
         if seen[lab] > 1:
             labels[i] = f"{lab} #{seen[lab]}"
     return labels
+
+
+def _results_file(path: Path) -> Path:
+    p = Path(path)
+    return p / "results.json" if p.is_dir() else p
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    fa, fb = _results_file(a), _results_file(b)
+    try:
+        if fa.exists() and fb.exists():
+            return os.path.samefile(fa, fb)
+    except OSError:
+        pass
+    return fa.resolve() == fb.resolve()
+
+
+def _check_distinct_runs(base: RunResult, base_path: Path | None, cand: RunResult, cand_path: Path | None,
+                         base_label: str, cand_label: str) -> None:
+    """Base and candidate must be different runs: not one results file, not one run id (the same weights may be fine)."""
+    if base_path is not None and cand_path is not None and _same_file(base_path, cand_path):
+        raise UserError(f"candidate {cand_label}: {cand_path} is the base's own results file ({base_path}); "
+                        "a run compared with itself proves nothing: give the candidate's results")
+    bid, cid = base.provenance.run_id, cand.provenance.run_id
+    if bid and bid == cid:
+        raise UserError(f"candidate {cand_label} and base {base_label} are the same run (run id {bid}); "
+                        "a run compared with itself proves nothing: give the candidate's results")
 
 
 def compare_runs(
@@ -418,6 +571,8 @@ def compare_runs(
     base_info = model_info(base, base_path, labels[0])
     comps, warnings = [], []
     for run, path, label in zip(candidates, cpaths, labels[1:], strict=True):
+        _check_distinct_runs(base, base_path, run, path, labels[0], label)
+        _check_like_suites(base, run, f"base ({labels[0]})", f"candidate ({label})", settings.allow_suite_mismatch)
         pairs = _align_suites(base, run, f"base ({labels[0]})", f"candidate ({label})")
         suites = [compare_suite(bs, cs, settings) for bs, cs in pairs]
         comps.append(CandidateComparison(model=model_info(run, path, label), suites=suites))

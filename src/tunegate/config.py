@@ -57,7 +57,12 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
 
 
 class DataSource(BaseModel):
-    """Where a suite's rows come from: a local file (relative to the suite YAML) or a Hub dataset."""
+    """Where a suite's rows come from: a local file (relative to the suite YAML) or a Hub dataset.
+
+    A local path must resolve (through `..` and symlinks) inside the suite's
+    folder, tunegate's shipped suite data or a folder in TUNEGATE_DATA_ROOTS
+    (`tunegate.data.resolve_data_path`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -191,3 +196,7 @@ class AuditConfig(BaseModel):
     seed: int = 0
     cache: str | None = Field(default=None, description="response cache file; default: the user cache")
     recommend_by: str | None = Field(default=None, description="suite/metric whose gain picks the recommended candidate")
+    allow_underpowered: bool = Field(
+        default=False, description="run even when a policy rule cannot decide at the suites' sizes (warned, not refused)")
+    allow_suite_mismatch: bool = Field(
+        default=False, description="compare suites whose config hash, data hash or version differ between runs (shown in red)")

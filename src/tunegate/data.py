@@ -3,13 +3,22 @@
 Each row comes back as a `Row` that knows its file and line, so a suite's
 loader can raise an error that names file, row and field without threading
 that context around by hand.
+
+Suite data stays inside the suite's folder. A data path is resolved through
+`..` and every symlink, and must then lie inside the folder of the suite file,
+tunegate's shipped suite data, or a folder named in `TUNEGATE_DATA_ROOTS`
+(os.pathsep-separated); anything else is a UserError (exit 2) naming the
+resolved path. A suite file is data, and data must not be able to read
+/etc/passwd into results.json.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +28,45 @@ from tunegate.config import DataSource
 from tunegate.errors import UserError
 
 _MISSING = object()
+
+#: environment variable: folders (os.pathsep-separated) a suite's data may come from besides the suite's own folder
+DATA_ROOTS_ENV = "TUNEGATE_DATA_ROOTS"
+
+
+def data_roots() -> list[Path]:
+    """Folders every suite may read data from: `TUNEGATE_DATA_ROOTS`, then tunegate's shipped suite data."""
+    from tunegate.shipped import shipped_dir
+
+    roots = [Path(p).expanduser() for p in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    with contextlib.suppress(FileNotFoundError):  # a broken installation: nothing shipped to allow
+        roots.append(shipped_dir("suites"))
+    return roots
+
+
+def check_inside(resolved: Path, base_dir: Path, what: str) -> Path:
+    """`resolved` (already resolved) when it lies in `base_dir` or an allowed data root, else a UserError naming it."""
+    home = base_dir.resolve()
+    roots = [home, *(r.resolve() for r in data_roots())]
+    if any(resolved == r or resolved.is_relative_to(r) for r in roots):
+        return resolved
+    raise UserError(
+        f"{what} resolves to {resolved}, outside the suite's folder {home} and the allowed data roots; "
+        f"move the data into the suite's folder or add its folder to {DATA_ROOTS_ENV} ({os.pathsep!r}-separated folders)"
+    )
+
+
+def resolve_data_path(ref: str | Path, base_dir: Path, what: str = "data.path") -> Path:
+    """A path from a suite file (relative to the suite's folder, or absolute) resolved through `..` and symlinks.
+
+    The result must lie inside the suite's folder or an allowed data root
+    (`data_roots`); otherwise a UserError (exit 2) names the resolved path.
+    Suite kinds that read more files than `data:` (group lists, references)
+    resolve them here too.
+    """
+    path = Path(ref)
+    if not path.is_absolute():
+        path = base_dir / path
+    return check_inside(path.resolve(), base_dir, f"{what} {str(ref)!r}")
 
 
 @dataclass(frozen=True)
@@ -122,9 +170,7 @@ def _format_of(path: Path, declared: str) -> str:
 def read_rows(source: DataSource, base_dir: Path, fields: Mapping[str, str]) -> tuple[list[Row], str]:
     """All rows of `source` and a SHA-256 content hash of the data (file bytes or Hub fingerprint)."""
     if source.path is not None:
-        path = Path(source.path)
-        if not path.is_absolute():
-            path = base_dir / path
+        path = resolve_data_path(source.path, base_dir)
         if not path.is_file():
             raise UserError(f"{path}: data file not found (data.path is resolved relative to the suite file)")
         fmt = _format_of(path, source.format)
@@ -133,6 +179,11 @@ def read_rows(source: DataSource, base_dir: Path, fields: Mapping[str, str]) -> 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         rows = [Row(d, str(path), n, fields) for n, d in _READERS[fmt](path)]
     else:
+        hf = source.hf or ""
+        local = Path(hf).expanduser()
+        if local.is_absolute() or hf.startswith((".", "~")) or local.exists():
+            # datasets.load_dataset reads a local folder or file named in place of a Hub id: the same rule applies
+            check_inside(local.resolve(), base_dir, f"data.hf {hf!r} (a local path)")
         rows, digest = _read_hub(source, fields)
     if source.limit is not None:
         rows = rows[: source.limit]

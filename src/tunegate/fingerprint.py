@@ -1,4 +1,10 @@
-"""SHA-256 fingerprints of model weights and tokenizer files, memoised by (path, size, mtime).
+"""SHA-256 fingerprints of every model file that changes outputs, memoised by (path, size, mtime).
+
+Identity covers weights, tokenizer files, the model config (`config.json`:
+architecture, norms, activations, rope scaling), the generation config, a PEFT
+adapter's `adapter_config.json` (rank, alpha, targets) and any model code shipped
+in the folder (`*.py`, used under `trust_remote_code`). Editing any of them is a
+different model: its answers never come from the old model's cache.
 
 The fingerprint is over file *bytes*, never names: the same weights under two
 names are one model, and a changed file under the same name is another. Each
@@ -19,8 +25,12 @@ WEIGHT_PATTERNS = ("*.safetensors",)
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth")
 TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json", "chat_template.jinja",
+    "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json", "chat_template.jinja", "chat_template.json",
 )
+#: configuration files that change outputs: the architecture config, generation defaults, a PEFT adapter's config
+CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json")
+#: model code a folder may ship (loaded under trust_remote_code); hashed whenever present
+CODE_PATTERNS = ("*.py",)
 
 
 def _memo_path() -> Path:
@@ -45,10 +55,10 @@ def file_sha256(path: Path, memo: dict[str, str] | None = None) -> str:
 
 
 def model_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
-    """Weight and tokenizer files of a model folder (pickle weights only when allowed)."""
-    patterns = WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else ())
-    files = {p for pat in patterns for p in folder.glob(pat)}
-    files |= {folder / n for n in TOKENIZER_FILES if (folder / n).is_file()}
+    """Every file of a model folder that changes outputs: weights (pickle only when allowed), tokenizer, configs, code."""
+    patterns = WEIGHT_PATTERNS + (PICKLE_PATTERNS if allow_pickle else ()) + CODE_PATTERNS
+    files = {p for pat in patterns for p in folder.glob(pat) if p.is_file()}
+    files |= {folder / n for n in TOKENIZER_FILES + CONFIG_FILES if (folder / n).is_file()}
     files |= set(folder.glob("adapter_model.safetensors"))
     return sorted(files)
 

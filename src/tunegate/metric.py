@@ -21,8 +21,12 @@ MetricKind = Literal["binary", "continuous"]
 class Metric(BaseModel):
     """One number with its definition and evidence.
 
-    `kind` is "binary" when every per-sample value is 0/1 under a mean (McNemar's
-    test applies), else "continuous" (paired bootstrap / Wilcoxon). `direction`
+    `kind` is "binary" when every per-sample value is 0/1 under a mean: `compare`
+    then uses exact statistics (Clopper-Pearson intervals for each rate, Tango's
+    score interval for the paired change, McNemar's exact test), provided the
+    vectors really are 0/1, the aggregation is "mean" and there are no weights
+    (else it falls back to the continuous path). Every other metric is
+    "continuous" (seeded paired bootstrap, paired permutation test). `direction`
     says which way is better; "neutral" metrics (e.g. a count) are reported but
     only gated with explicit min/max bounds. `n` counts the samples that entered
     the value; `errored` those that should have but could not be scored.

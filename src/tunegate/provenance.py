@@ -1,7 +1,8 @@
 """What a run was: versions, git commit, device, seed, resolved config and its hash.
 
 A compliance reader must be able to tell exactly what produced a number, so the
-resolved configuration is stored with a SHA-256 over its canonical JSON.
+resolved configuration is stored with a SHA-256 over its canonical JSON. Each
+run also gets a random `run_id`, so a comparison can refuse a run set against itself.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import platform
 import subprocess
 import sys
+import uuid
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -70,4 +72,10 @@ def collect(config: dict[str, Any], seed: int, device: str) -> Provenance:
         config=config,
         config_hash=config_hash(config),
         started_at=now_iso(),
+        run_id=new_run_id(),
     )
+
+
+def new_run_id() -> str:
+    """A fresh, unique id for one run (uuid4): two results files with the same id are the same run."""
+    return uuid.uuid4().hex

@@ -28,7 +28,11 @@ Status = Literal["scored", "errored", "skipped"]
 
 
 class SampleResult(BaseModel):
-    """One sample's full trail. `reason` says why it errored or was skipped."""
+    """One sample's full trail. `reason` says why it errored or was skipped.
+
+    `truncated` / `truncated_tokens`: the backend had to cut the sample's input
+    to fit the model's window (the most tokens any of its requests lost).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,6 +43,8 @@ class SampleResult(BaseModel):
     requests: list[Request] = Field(default_factory=list)
     responses: list[Response] = Field(default_factory=list)
     scores: list[Score] = Field(default_factory=list)
+    truncated: bool = False
+    truncated_tokens: int = Field(default=0, ge=0)
 
     @property
     def id(self) -> str:
@@ -53,6 +59,10 @@ class SampleResult(BaseModel):
 
 
 class SuiteResult(BaseModel):
+    """One suite's samples and metrics. `counts` are scored/errored/skipped; `truncated` counts the samples
+    whose input was cut to fit the model's window (they are still scored unless the suite sets
+    `truncation: error`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -64,6 +74,7 @@ class SuiteResult(BaseModel):
     data_hash: str
     config_hash: str
     counts: dict[str, int] = Field(default_factory=dict)
+    truncated: int = Field(default=0, ge=0)
     metrics: list[Metric] = Field(default_factory=list)
     samples: list[SampleResult] = Field(default_factory=list)
 
@@ -86,6 +97,8 @@ class Provenance(BaseModel):
     started_at: str = ""
     finished_at: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    # a uuid4 per run, so `compare` can refuse a run compared with itself (None in files written before it existed)
+    run_id: str | None = None
 
 
 class RunResult(BaseModel):
@@ -115,7 +128,11 @@ class RunResult(BaseModel):
         return [f"{s.name}/{m.name}" for s in self.suites for m in s.metrics]
 
     def save(self, path: Path) -> None:
-        """Atomic write; NaN/inf are refused (a NaN reaching here is a bug)."""
+        """Atomic write; NaN/inf are refused (a NaN reaching here is a bug). A run without a run id gets one here."""
+        if not self.provenance.run_id:
+            import uuid
+
+            self.provenance.run_id = uuid.uuid4().hex
         payload = self.model_dump(mode="json")
         text = json.dumps(payload, indent=1, ensure_ascii=False, allow_nan=False)
         atomic_write_text(path, text + "\n")

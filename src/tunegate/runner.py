@@ -5,6 +5,13 @@ from the response cache, asks the backend for the rest in length-sorted chunks
 (committing each chunk to the cache, so a killed run resumes), then hands the
 responses back to each suite to score and aggregate. Every sample ends scored,
 errored or skipped with a reason.
+
+No value is invented: every backend answer and every cache hit goes through
+`request.checked`, so a missing or non-finite value becomes an error response
+(an invalid cache entry, such as the null an old cache stored for NaN, is a
+miss and is recomputed; error responses are never cached). Truncation is
+recorded per sample (`truncated`, `truncated_tokens`) and counted per suite; a
+suite with the option `truncation: error` errors its truncated samples.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from tqdm.auto import tqdm
 from tunegate import provenance
 from tunegate.backend import Backend
 from tunegate.cache import ResponseCache, cache_key
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import LoglikelihoodRequest, Request, Response, checked
 from tunegate.results import RunResult, SampleResult, SuiteResult
 from tunegate.sample import Sample
 from tunegate.suite import RunContext, SkipSample, SuiteKind
@@ -41,6 +48,11 @@ class _Pending:
     requests: list[Request]
     keys: list[str]
     skip_reason: str | None = None
+
+
+def _truncated_tokens(responses: list[Response]) -> int:
+    """The most input tokens any of a sample's responses lost to the model's window (0: nothing was cut)."""
+    return max((r.truncated_tokens for r in responses), default=0)
 
 
 def _order(req: Request) -> tuple[int, str]:
@@ -125,7 +137,7 @@ class Runner:
             resps = call(reqs)
             if len(resps) != len(reqs):
                 raise RuntimeError(f"backend returned {len(resps)} responses for {len(reqs)} requests")
-            return list(resps)
+            return [checked(r) for r in resps]
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - infrastructure failure: those samples error, the run goes on
@@ -139,6 +151,7 @@ class Runner:
         name = suite.config.name
         results: dict[str, SampleResult] = {}
         to_score: list[tuple[_Pending, list[Response]]] = []
+        truncation_errors = getattr(suite, "truncation", "truncate") == "error"
         for p in items:
             if p.skip_reason is not None:
                 results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="skipped", reason=p.skip_reason,
@@ -146,6 +159,10 @@ class Runner:
                 continue
             resps = [answers[k] for k in p.keys]
             failed = next((r.error for r in resps if r.error), None)
+            dropped = _truncated_tokens(resps)
+            if failed is None and dropped and truncation_errors:
+                failed = (f"input truncated to fit the model's window ({dropped} token(s) dropped) and the suite "
+                          "sets `truncation: error`")
             if failed:
                 results[p.sample.id] = SampleResult(suite=name, sample=p.sample, status="errored", reason=failed,
                                                     requests=p.requests, responses=resps)
@@ -173,7 +190,11 @@ class Runner:
                     suite=name, sample=p.sample, status="errored" if bad is not None else "scored", reason=why,
                     requests=p.requests, responses=resps, scores=scores,
                 )
-        return [results[p.sample.id] for p in items]
+        out = [results[p.sample.id] for p in items]
+        for r in out:
+            r.truncated_tokens = _truncated_tokens(r.responses)
+            r.truncated = r.truncated_tokens > 0
+        return out
 
     # ---- the whole run -----------------------------------------------------
     def run(self) -> RunResult:
@@ -188,7 +209,8 @@ class Runner:
         pending = self._gather(fingerprint, settings)
         # a skipped sample keeps its requests but has no keys (nothing to ask)
         needed = {k: r for p in pending for k, r in zip(p.keys, p.requests, strict=False)}
-        answers = self.cache.get_many(needed)
+        # a cached entry that is not a usable value (e.g. the null an old cache stored for NaN) is a miss
+        answers = {k: r for k, r in self.cache.get_many(needed).items() if checked(r).ok}
         hits = len(answers)
         todo = {k: r for k, r in needed.items() if k not in answers}
         t1 = time.perf_counter()
@@ -209,6 +231,7 @@ class Runner:
                     source=type(suite).description, content_warning=suite.config.content_warning,
                     data_hash=suite.data_hash, config_hash=suite.config_hash(),
                     counts={s: counts.get(s, 0) for s in ("scored", "errored", "skipped")},
+                    truncated=sum(1 for r in sample_results if r.truncated),
                     metrics=suite.metrics(sample_results), samples=sample_results,
                 )
             )

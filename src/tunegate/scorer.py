@@ -4,11 +4,16 @@ A scorer turns texts into per-text `Score`s in batches. Heavy scorers load their
 model once (`load`) and are shared by every suite of a run through
 `get_scorer`. Scorers fail closed: `score_texts_safe` turns a load failure or a
 crash into error scores for the affected texts, never into "safe" or 0.
+
+Names and options are checked when a suite loads, before any model loads or
+trains (`check_scorer`, called by the suite loader for every scorer a suite's
+options name): a typo costs a second, not a model load or a fine-tune.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -33,12 +38,29 @@ class Scorer(ABC):
     Options: ClassVar[type[BaseModel]] = NoScorerOptions
 
     def __init__(self, **options: Any) -> None:
-        try:
-            self.options: Any = self.Options.model_validate(options)
-        except ValidationError as err:
-            raise UserError(format_validation_error(f"scorer {self.name}: options", err)) from None
+        self.options: Any = self.validate_options(options)
         self._loaded = False
         self._load_error: str | None = None
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any], where: str | None = None) -> Any:
+        """The validated `Options` for `options`, or a UserError; cheap (no weights load, nothing downloads).
+
+        Runs when a scorer is built and when a suite that names it loads;
+        checks beyond the Options model belong in `check`.
+        """
+        try:
+            return cls.Options.model_validate(dict(options))
+        except ValidationError as err:
+            raise UserError(format_validation_error(where or f"scorer {cls.name}: options", err)) from None
+
+    @classmethod  # noqa: B027 - optional hook: scorers whose options need no checks beyond their model keep the no-op
+    def check(cls, options: Any) -> None:
+        """Checks of validated `options` that need no weights (a local file exists...); raise UserError.
+
+        Run when a suite that names the scorer loads (`check_scorer`), never when
+        a scorer is built, so a scorer built directly still fails closed at load.
+        """
 
     def load(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook: scorers with nothing to load keep the no-op
         """Load weights/resources once; the default has nothing to load."""
@@ -75,6 +97,30 @@ class Scorer(ABC):
 
 
 _LOADED: dict[tuple[str, str], Scorer] = {}
+
+
+def check_scorer(name: Any, options: Any = None, where: str = "scorer", options_where: str | None = None) -> type[Scorer]:
+    """The scorer class registered as `name`, with `options` validated; a UserError naming the config key otherwise.
+
+    Imports the plugin's module but loads no weights: safe to call for every
+    suite before any model loads. `where` names the key holding the name (e.g.
+    `suites/tox.yaml: options.scorer`), `options_where` the key holding the
+    options (default: `where` + `_options`).
+    """
+    installed = plugins.names("scorers")
+    if not isinstance(name, str) or name not in installed:
+        raise UserError(f"{where}: unknown scorer {name!r}; installed scorers: {', '.join(installed) or '(none)'}")
+    cls: type[Scorer] = plugins.load("scorers", name)
+    options_where = options_where or f"{where}_options"
+    options = {} if options is None else options
+    if not isinstance(options, Mapping):
+        raise UserError(f"{options_where}: expected a mapping of scorer options, got {type(options).__name__}")
+    validated = cls.validate_options(options, where=f"{options_where} (scorer {name})")
+    try:
+        cls.check(validated)
+    except UserError as err:
+        raise UserError(f"{options_where}: {err.message}") from None
+    return cls
 
 
 def get_scorer(name: str, **options: Any) -> Scorer:

@@ -60,8 +60,15 @@ class SuiteKind(ABC):
         self.config = config
         self.base_dir = base_dir
         self.fields = {**self.default_fields, **config.fields}
+        # `truncation` is common to every kind: `truncate` (default: inputs too long for the model's window are
+        # cut from the left and recorded per sample) or `error` (such samples error)
+        options = dict(config.options)
+        own = "truncation" in self.Options.model_fields
+        self.truncation: str = str(options.get("truncation", "truncate") if own else options.pop("truncation", "truncate"))
+        if self.truncation not in ("truncate", "error"):
+            raise UserError(f"suite {config.name}: options: truncation: is {self.truncation!r}; use 'truncate' or 'error'")
         try:
-            self.options: Any = self.Options.model_validate(config.options)
+            self.options: Any = self.Options.model_validate(options)
         except ValidationError as err:
             raise UserError(format_validation_error(f"suite {config.name}: options", err)) from None
         self._samples: list[Sample] | None = None
@@ -96,6 +103,25 @@ class SuiteKind(ABC):
         return str(row.get("id", (str, int), default=row.line))
 
     # ---- asking and scoring ---------------------------------------------
+    def scorer_refs(self) -> list[tuple[str, Any, Any]]:
+        """(option key, scorer plugin name, scorer options) for every scorer this suite's options name.
+
+        The suite loader checks each (`scorer.check_scorer`) before any model
+        loads. The default reads the built-in kinds' convention: an option
+        `scorer` or `<x>_scorer` holding a plugin name (null: none), with its
+        options in `<that key>_options`. Kinds that name scorers another way
+        override this.
+        """
+        opts = self.options
+        fields = type(opts).model_fields if isinstance(opts, BaseModel) else {}
+        refs: list[tuple[str, Any, Any]] = []
+        for key in fields:
+            if key == "scorer" or key.endswith("_scorer"):
+                name = getattr(opts, key)
+                if name is not None:
+                    refs.append((key, name, getattr(opts, f"{key}_options", None)))
+        return refs
+
     def setup(self, context: RunContext) -> None:
         """Load heavy scorers once per run (default: nothing)."""
         self.context = context

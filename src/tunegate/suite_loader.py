@@ -13,6 +13,7 @@ from pathlib import Path
 from tunegate import plugins
 from tunegate.config import SuiteConfig, load_yaml_model
 from tunegate.errors import UserError
+from tunegate.scorer import check_scorer
 from tunegate.shipped import shipped_dir
 from tunegate.suite import SuiteKind
 
@@ -46,7 +47,12 @@ def resolve_suite_path(ref: str) -> Path:
 
 
 def load_suite(ref: str) -> SuiteKind:
-    """Read, validate and instantiate one suite (its data is loaded and validated too)."""
+    """Read, validate and instantiate one suite, before any model loads or trains.
+
+    Its options, every scorer they name (plugin name and scorer options; no
+    scorer weights load) and every data row are checked here, so a typo is
+    exit 2 in a second, not after a model load or a fine-tune.
+    """
     path = resolve_suite_path(ref)
     config = load_yaml_model(path, SuiteConfig)
     if config.kind not in plugins.names("suites"):
@@ -55,6 +61,8 @@ def load_suite(ref: str) -> SuiteKind:
         )
     kind_cls = plugins.load("suites", config.kind)
     suite = kind_cls(config, path.parent)
+    for key, name, options in suite.scorer_refs():
+        check_scorer(name, options, where=f"{path}: options.{key}")
     suite.samples()  # validate every row now, before any model loads
     return suite
 

@@ -9,9 +9,14 @@ the faults:
     [malformed] 200 with a truncated JSON body
     [hang]      waits `hang_s` before answering (the client times out first)
     [flaky:N]   503 for the first N hits of that prompt, then a normal answer
-    [leak]      400 whose message echoes the Authorization header it received
+    [leak]      400 whose message echoes the prompt, then the Authorization header it received
     [bad]       400 (not retryable)
     [slow]      answers after 0.2 s (to observe concurrency)
+
+`echo_key=True` makes a hostile server: every answer carries the bearer token
+it received, whole and in part (a 16-character piece from its middle), in the
+model id, the system fingerprint, the model listing and the generated or
+echoed text.
 
 Generation is deterministic: the prompt's words reversed and cycled, one word
 per token, with server-side stop strings. The default log-probability scorer
@@ -85,7 +90,7 @@ class FakeOpenAIServer:
     def __init__(self, *, api_key: str | None = None, model: str = "fake-model", logprobs: bool = True,
                  echo_zero_ok: bool = True, list_models: bool = True, bos: str | None = None,
                  scorer: Callable[[str], Scored] | None = None, hang_s: float = 3.0, retry_after: str | None = "0",
-                 system_fingerprint: str = "fp_fake_1") -> None:
+                 system_fingerprint: str = "fp_fake_1", echo_key: bool = False) -> None:
         self.api_key = api_key
         self.model = model
         self.logprobs = logprobs
@@ -96,6 +101,7 @@ class FakeOpenAIServer:
         self.hang_s = hang_s
         self.retry_after = retry_after
         self.system_fingerprint = system_fingerprint
+        self.echo_key = echo_key
         self.hits: Counter[str] = Counter()
         self.bodies: list[tuple[str, dict[str, Any]]] = []
         self.in_flight = 0
@@ -179,10 +185,15 @@ class FakeOpenAIServer:
             shown = auth.removeprefix("Bearer ") or "(none)"
             return self._send(h, 401, {"error": {"message": f"Incorrect API key provided: {shown}", "type": "invalid_request_error"}})
         path = h.path.split("?")[0]
+        key = auth.removeprefix("Bearer ")
+        leak = f"{key} / {key[4:20]}" if self.echo_key and key else ""
+        model_id = f"{self.model}:{leak}" if leak else self.model
+        fingerprint = f"{self.system_fingerprint}:{leak}" if leak else self.system_fingerprint
         if method == "GET" and path == "/v1/models":
             if not self.list_models:
                 return self._send(h, 404, {"detail": "Not Found"})
-            return self._send(h, 200, {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "test"}]})
+            listed = [{"id": m, "object": "model", "owned_by": leak or "test"} for m in dict.fromkeys([self.model, model_id])]
+            return self._send(h, 200, {"object": "list", "data": listed})
         if method != "POST" or path not in ("/v1/completions", "/v1/chat/completions"):
             return self._send(h, 404, {"detail": "Not Found"})
         chat = path.endswith("chat/completions")
@@ -207,7 +218,7 @@ class FakeOpenAIServer:
         if "[malformed]" in prompt:
             return self._send(h, 200, None, raw=b'{"choices": [{"text": "tru')
         if "[leak]" in prompt:
-            return self._send(h, 400, {"error": {"message": f"bad request from {auth}"}})
+            return self._send(h, 400, {"error": {"message": f"{prompt} rejected: bad request from {auth}"}})
         if "[bad]" in prompt:
             return self._send(h, 400, {"error": {"message": "prompt is too long"}})
         if "[hang]" in prompt:
@@ -215,16 +226,18 @@ class FakeOpenAIServer:
         if "[slow]" in prompt:
             time.sleep(0.2)
         if not chat and body.get("echo") and body.get("logprobs") is not None and self.logprobs:
-            return self._echo(h, body, prompt)
+            return self._echo(h, body, prompt, model_id, leak)
         text, finish, n = self._reply(prompt, int(body.get("max_tokens") or body.get("max_completion_tokens") or 16),
                                       body.get("stop") or [])
+        if leak:
+            text = f" {leak}{text}"
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
-        return self._send(h, 200, {"id": "cmpl-1", "object": "text_completion", "model": self.model,
-                                   "system_fingerprint": self.system_fingerprint, "choices": [choice],
+        return self._send(h, 200, {"id": "cmpl-1", "object": "text_completion", "model": model_id,
+                                   "system_fingerprint": fingerprint, "choices": [choice],
                                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": n}})
 
     @staticmethod
@@ -237,7 +250,7 @@ class FakeOpenAIServer:
             return text[: min(hits)], "stop", len(out)
         return text, "length", len(out)
 
-    def _echo(self, h: BaseHTTPRequestHandler, body: dict[str, Any], prompt: str) -> None:
+    def _echo(self, h: BaseHTTPRequestHandler, body: dict[str, Any], prompt: str, model_id: str, leak: str) -> None:
         max_tokens = int(body.get("max_tokens") if body.get("max_tokens") is not None else 16)
         if max_tokens == 0 and not self.echo_zero_ok:
             return self._send(h, 400, {"error": {"message": "max_tokens must be at least 1"}})
@@ -252,6 +265,8 @@ class FakeOpenAIServer:
             offsets.append(pos)
             pos += len(t)
         logprobs = {"tokens": tokens, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offsets}
-        return self._send(h, 200, {"id": "cmpl-2", "object": "text_completion", "model": self.model,
+        if leak:
+            text += f" {leak}"
+        return self._send(h, 200, {"id": "cmpl-2", "object": "text_completion", "model": model_id,
                                    "choices": [{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": "length"}],
                                    "usage": {"prompt_tokens": n_prompt, "completion_tokens": max(max_tokens, 0)}})

@@ -25,8 +25,10 @@ import pytest
 from tests.backends.fake_openai_server import FakeOpenAIServer, hf_scorer
 from tests.kinds import register, write_suite
 from tunegate.backends._http import (
+    PARTIAL_SECRET,
     HttpCaller,
     RetryPolicy,
+    Scrubber,
     parse_retry_after,
     run_concurrently,
 )
@@ -353,6 +355,77 @@ def test_canary_key_appears_in_no_file_the_run_writes(tmp_path: Path, monkeypatc
     assert any(p.suffix == ".sqlite" for p in written) and log_file.stat().st_size > 0
     hits = [str(p) for p in written if CANARY.encode() in p.read_bytes()]
     assert hits == []
+
+
+def _key_pieces(key: str, width: int = PARTIAL_SECRET) -> list[bytes]:
+    """Every `width`-character piece of `key`: a file holding one of them holds part of the key."""
+    return [key[i : i + width].encode() for i in range(len(key) - width + 1)]
+
+
+def test_hostile_server_echoing_the_key_in_model_ids_and_text_leaks_it_to_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that echoes the key (whole and in part) in its model id, fingerprint, listing and completions."""
+    monkeypatch.setenv("TG_CANARY_KEY", CANARY)
+    monkeypatch.setenv("TUNEGATE_CACHE", str(tmp_path / "cache"))
+    log_file = tmp_path / "run.log"
+    handler = logging.FileHandler(log_file)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    rows = [{"id": "a", "prompt": "two one", "target": "one two"},
+            {"id": "b", "prompt": "x [flaky:1]", "target": "t"},  # a retry, logged
+            {"id": "c", "prompt": "y [leak]", "target": "t"}]  # the Authorization header in an error
+    suite = write_suite(tmp_path / "suite", rows)
+    try:
+        with FakeOpenAIServer(api_key=CANARY, echo_key=True) as srv:
+            spec = ModelSpec(model="fake-model", backend="openai",
+                             options={"base_url": srv.url, "api_key_env": "TG_CANARY_KEY", **FAST})
+            backend = OpenAIBackend(spec)
+            # the server really did send the key back, in every field
+            raw = httpx.post(srv.url + "/completions", headers={"Authorization": f"Bearer {CANARY}"},
+                             json={"model": "fake-model", "prompt": "p", "max_tokens": 1}).json()
+            assert CANARY in raw["model"] and CANARY in raw["system_fingerprint"] and CANARY in raw["choices"][0]["text"]
+            result = evaluate(spec, [str(suite)], backend=backend)
+            result.save(tmp_path / "out" / "results.json")
+            backend.close()
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+    samples = {s.id: s for s in result.suites[0].samples}
+    assert samples["a"].status == "scored"
+    text = samples["a"].responses[0].text or ""
+    assert text.startswith(" *** / ***") and text.endswith("one two one two one two")  # masked, not dropped
+    ident = result.model_identity
+    assert ident["server_model"] == "fake-model:*** / ***" and ident["system_fingerprints"] == ["fp_fake_1:*** / ***"]
+    assert "***" in (samples["c"].reason or "")
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".sqlite" for p in written) and (tmp_path / "out" / "results.json") in written
+    assert log_file.stat().st_size > 0
+    pieces = _key_pieces(CANARY)
+    hits = [str(p) for p in written if any(piece in p.read_bytes() for piece in pieces)]
+    assert hits == []
+
+
+def test_scrubber_masks_whole_split_partial_and_nested_copies_of_the_key() -> None:
+    scrub = Scrubber([CANARY, ""])
+    assert scrub(f"a {CANARY} b {CANARY}") == "a *** b ***"
+    assert scrub(f"model-{CANARY[:20]}|{CANARY[20:]}") == "model-***|***"  # split in two: each run of 12+ characters
+    assert scrub(CANARY[:11]) == CANARY[:11]  # shorter pieces are left alone (they would mask ordinary text)
+    assert scrub("nothing secret here") == "nothing secret here"
+    data = {"model": f"m-{CANARY}", "choices": [{"text": CANARY[5:30]}], CANARY: 1, "n": 3}
+    assert scrub.value(data) == {"model": "m-***", "choices": [{"text": "***"}], "***": 1, "n": 3}
+    assert Scrubber([]).value(data) is data
+
+
+def test_an_error_body_cut_short_does_not_leak_half_the_key(server: FakeOpenAIServer) -> None:
+    """The key sits across the 300-character cut of the error message: scrubbed before the cut, not after."""
+    with httpx.Client(base_url=server.url + "/", headers={"Authorization": f"Bearer {CANARY}"}) as client:
+        caller = HttpCaller(client, RetryPolicy(max_retries=0), secrets=[CANARY])
+        got = caller.call("POST", "completions", lambda d: d, body={"model": "fake-model", "prompt": "x" * 238 + " [leak]"})
+    assert got.category == "http"  # type: ignore[union-attr]
+    assert not any(piece.decode() in got.message for piece in _key_pieces(CANARY, 6))  # type: ignore[union-attr]
 
 
 # ---- a real OpenAI-compatible server: `transformers serve` ----------------------------------------

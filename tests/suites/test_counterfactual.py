@@ -32,11 +32,22 @@ class FakeTox(Scorer):
         return [[score_value("toxicity", "idiot" in t)] for t in texts]
 
 
+class BrokenTox(FakeTox):
+    """A scorer whose weights cannot be loaded (a missing checkpoint discovered at load time)."""
+
+    name: ClassVar[str] = "broken-tox"
+
+    def load(self, device: str = "cpu") -> None:
+        raise OSError("checkpoint file vanished")
+
+
 @pytest.fixture(autouse=True)
 def _fake_tox():
     plugins.register("scorers", "fake-tox", FakeTox)
+    plugins.register("scorers", "broken-tox", BrokenTox)
     yield
     plugins.unregister("scorers", "fake-tox")
+    plugins.unregister("scorers", "broken-tox")
 
 
 def write_suite(tmp_path: Path, templates: list[dict], tox: str | None = "fake-tox", tokens: int = 32) -> Path:
@@ -102,13 +113,19 @@ def test_exact_gaps_on_scripted_outputs(tmp_path: Path) -> None:
 
 
 def test_unavailable_toxicity_scorer_fails_closed(tmp_path: Path) -> None:
-    yml = write_suite(tmp_path, [{"id": "t", "prompt": "Hi {person}."}], tox="no-such-scorer")
+    yml = write_suite(tmp_path, [{"id": "t", "prompt": "Hi {person}."}], tox="broken-tox")
     backend = MockBackend.scripted(default_text="Hello there.")
     res = evaluate(backend.spec, [str(yml)], backend=backend, cache_path=None).suite("cf")
     assert res.counts["errored"] == 3 and res.counts["scored"] == 0
     gap = res.metric("toxicity_gap/gender")  # still reported, with no value, so metric sets match across models
     assert gap.value is None and gap.errored == 1
-    assert "no-such-scorer scorer unavailable" in res.samples[0].reason
+    assert "broken-tox scorer unavailable" in res.samples[0].reason
+
+
+def test_unknown_toxicity_scorer_is_bad_input_at_load(tmp_path: Path) -> None:
+    yml = write_suite(tmp_path, [{"id": "t", "prompt": "Hi {person}."}], tox="no-such-scorer")
+    with pytest.raises(UserError, match="no-such-scorer"):
+        load_suite(str(yml))
 
 
 def test_bad_templates_are_input_errors(tmp_path: Path) -> None:

@@ -136,7 +136,8 @@ def test_metric_kinds_and_corpus_metrics_have_no_per_sample_vector(tmp_path: Pat
     assert em is not None and em.kind == "binary" and em.aggregation == "mean" and len(em.per_sample) == 3
     assert bleu is not None and bleu.kind == "continuous" and bleu.aggregation == "mean"
     assert corpus is not None and corpus.aggregation == "corpus" and corpus.per_sample == {} and corpus.n == 3
-    assert all(m.direction == "higher" for m in suite.metrics)
+    assert all(m.direction == "higher" for m in suite.metrics if m.name != "degenerate_rate")
+    assert suite.metric("degenerate_rate").direction == "lower"  # type: ignore[union-attr]
     assert math.isnan(float(aggregate("corpus", [1.0, 2.0])))  # resampling a corpus score is refused
 
 
@@ -155,8 +156,8 @@ def test_stop_strings_and_decoding_options_reach_the_request(tmp_path: Path) -> 
 
 def test_metrics_option_selects_what_is_scored(tmp_path: Path) -> None:
     suite = run(write_suite(tmp_path, ROWS, options={"metrics": ["rougeL", "corpus_chrf"]}), generations=OUTPUTS)
-    assert [m.name for m in suite.metrics] == ["rougeL", "corpus_chrf"]
-    assert {s.name for r in suite.samples for s in r.scores} == {"rougeL"}
+    assert [m.name for m in suite.metrics] == ["rougeL", "corpus_chrf", "degenerate_rate"]  # degenerate_rate: always
+    assert {s.name for r in suite.samples for s in r.scores} == {"rougeL", "degenerate"}
 
 
 def test_backend_failure_errors_the_sample(tmp_path: Path) -> None:

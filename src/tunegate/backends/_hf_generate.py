@@ -12,6 +12,13 @@ greedy decoding is the default. The cache is built without a model config, so
 a sliding-window model keeps full layers and its attention mask applies the
 window (tested on a tiny Mistral). Caches holding any other layer type (e.g. a
 recurrent state) are never spliced: those models decode batch by batch.
+
+The requested budget is never reduced: a prompt too long for prompt +
+`max_new_tokens` to fit `max_length` is cut from the left (the count goes into
+the response's `truncated_tokens`), and a budget that leaves no room for any
+prompt token is an error response. A row whose logits stop being finite (a
+diverged model: NaN, +inf, or nothing finite at all) ends at once as an error
+response ("non-finite logits") instead of decoding garbage tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunegate.backends._hf_tokens import encode_prompt
+from tunegate.backends._hf_tokens import encode_prompt, left_truncate
 from tunegate.request import GenerateRequest, Response
 
 if TYPE_CHECKING:
@@ -36,6 +43,8 @@ class _RowState:
     finish: str | None = None
     rng: Any = None
     tail: int = 0
+    truncated: int = 0
+    error: str | None = None
 
 
 def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
@@ -113,13 +122,26 @@ def _headroom(rows: list[_RowState]) -> int:
 
 
 def _next_tokens(backend: HFBackend, rows: list[_RowState], logits: Any) -> list[int]:
-    """Pick and record each unfinished row's next token (finished rows get the pad token, never recorded)."""
+    """Pick and record each unfinished row's next token (finished rows get the pad token, never recorded).
+
+    A row whose logits are not finite ends as an error: argmax or sampling over
+    NaN would only produce garbage tokens.
+    """
     torch = backend.torch
-    greedy = logits.max(-1).indices.tolist()  # one op for every greedy row (first maximum, as argmax)
+    top = logits.max(-1)  # one op for every greedy row (first maximum, as argmax)
+    greedy = top.indices.tolist()
+    # max propagates NaN and +inf, and is -inf only when nothing is finite (a -inf entry alone is a legitimate mask)
+    bad = (~torch.isfinite(top.values)).tolist()
     pad = backend.tokenizer.pad_token_id
     tokens = []
     for k, row in enumerate(rows):
         if row.finish is not None:
+            tokens.append(pad)
+            continue
+        if bad[k]:
+            row.finish = "error"
+            row.error = (f"non-finite logits at generated token {len(row.generated) + 1}: "
+                         "the model's outputs are not finite")
             tokens.append(pad)
             continue
         token = greedy[k] if row.request.temperature <= 0.0 else _pick(torch, logits[k], row)
@@ -239,25 +261,29 @@ def generate(backend: HFBackend, requests: list[GenerateRequest]) -> list[Respon
     torch = backend.torch
     tok = backend.tokenizer
     rows = []
+    out: list[Response | None] = [None] * len(requests)
     for i, req in enumerate(requests):
-        ids = encode_prompt(tok, req.prompt, backend.spec.chat_template)
-        room = max(1, backend.max_length - req.max_new_tokens)
-        ids = ids[-room:]
+        room = backend.max_length - req.max_new_tokens
+        if room < 1:
+            # never shrink the budget silently: the answer would not be the one asked for
+            out[i] = Response(kind="generate", finish_reason="error", error=(
+                f"max_new_tokens={req.max_new_tokens} leaves no room for the prompt in the model's window of "
+                f"{backend.max_length} tokens; lower max_new_tokens or raise --max-length"))
+            continue
+        ids, dropped = left_truncate(tok, encode_prompt(tok, req.prompt, backend.spec.chat_template), room)
         rng = torch.Generator().manual_seed(req.seed) if req.temperature > 0 else None
         tail = max((len(s) for s in req.stop), default=0) + 2
-        rows.append(_RowState(i, req, ids, rng=rng, tail=tail))
-    # a request whose budget exceeds the window still gets a bounded answer
-    for r in rows:
-        over = len(r.prompt) + r.request.max_new_tokens - backend.max_length
-        if over > 0:
-            r.request = r.request.model_copy(update={"max_new_tokens": max(1, r.request.max_new_tokens - over)})
+        rows.append(_RowState(i, req, ids, rng=rng, tail=tail, truncated=dropped))
     _run(backend, sorted(rows, key=lambda r: -len(r.prompt)))
-    out = []
     for r in rows:
+        if r.error is not None:
+            out[r.index] = Response(kind="generate", finish_reason="error", error=r.error, truncated_tokens=r.truncated)
+            continue
         text = str(tok.decode(r.generated, skip_special_tokens=True))
         finish = r.finish or "length"
         cut = _first_stop(text, r.request.stop)
         if cut is not None:
             text, finish = text[:cut], "stop"
-        out.append(Response(kind="generate", text=text, n_tokens=len(r.generated), finish_reason=finish))  # type: ignore[arg-type]
-    return out
+        out[r.index] = Response(kind="generate", text=text, n_tokens=len(r.generated), finish_reason=finish,  # type: ignore[arg-type]
+                                truncated_tokens=r.truncated)
+    return [r for r in out if r is not None]

@@ -16,6 +16,11 @@ independent of batch size and padding):
 
 Both paths batch by a token budget (`ModelSpec.batch_tokens`) as well as a row
 cap (`ModelSpec.batch_size`), length-sorted so padding stays small.
+
+Truncation is recorded, never silent: when the first rolling window cannot
+hold the whole context, the context tokens the first continuation token could
+not condition on go into the response's `truncated_tokens`. A total that is
+not finite (a diverged model) becomes an error response, never a number.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunegate.backends._hf_tokens import encode_pair
-from tunegate.request import LoglikelihoodRequest, Response
+from tunegate.request import LoglikelihoodRequest, Response, checked
 
 if TYPE_CHECKING:
     from tunegate.backends.hf import HFBackend
@@ -68,6 +73,12 @@ def windows(context: list[int], continuation: list[int], max_length: int) -> lis
         rows.append((seq[s : b - 1], seq[a:b]))
         a = b
     return rows
+
+
+def dropped_context(n_context: int, n_continuation: int, max_length: int) -> int:
+    """Context tokens missing from the inputs of `windows`' first row (0 when the pair fits the window)."""
+    first_end = min(n_context + n_continuation, n_context + max_length)
+    return max(0, first_end - 1 - max_length)
 
 
 def budget_batches(items: Sequence[T], cost: Callable[[list[T]], int], max_rows: int, max_tokens: int) -> list[list[T]]:
@@ -192,6 +203,7 @@ def loglikelihood(backend: HFBackend, requests: list[LoglikelihoodRequest]) -> l
     tok = backend.tokenizer
     scorer = _Scorer(backend, len(requests))
     n_tokens = [0] * len(requests)
+    dropped = [0] * len(requests)
     by_context: dict[tuple[int, ...], list[tuple[int, list[int]]]] = defaultdict(list)
     rows: list[_Row] = []
     memo: dict[str, list[int]] = {}
@@ -204,6 +216,7 @@ def loglikelihood(backend: HFBackend, requests: list[LoglikelihoodRequest]) -> l
             by_context[tuple(ctx)].append((i, cont))
         else:
             rows += [_Row(i, inp, tgt) for inp, tgt in windows(ctx, cont, backend.max_length)]
+            dropped[i] = dropped_context(len(ctx), len(cont), backend.max_length)
     groups = []
     for ctx_key, members in by_context.items():
         if len(members) > 1:
@@ -226,6 +239,7 @@ def loglikelihood(backend: HFBackend, requests: list[LoglikelihoodRequest]) -> l
         if groups:
             scorer.groups(groups)
     return [
-        Response(kind="loglikelihood", loglikelihood=scorer.totals[i], is_greedy=scorer.greedy[i], n_tokens=n_tokens[i])
+        checked(Response(kind="loglikelihood", loglikelihood=scorer.totals[i], is_greedy=scorer.greedy[i],
+                         n_tokens=n_tokens[i], truncated_tokens=dropped[i]))
         for i in range(len(requests))
     ]

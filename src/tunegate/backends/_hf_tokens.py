@@ -64,3 +64,21 @@ def encode_prompt(tokenizer: Any, prompt: str, chat_template: bool) -> list[int]
     if wants_bos(tokenizer) or not ids:
         ids = [bos_id(tokenizer)] + ids
     return ids
+
+
+def left_truncate(tokenizer: Any, ids: list[int], room: int) -> tuple[list[int], int]:
+    """The last `room` of `ids` (keeping a leading BOS the tokenizer wants), and how many tokens were dropped.
+
+    Used for generation prompts: the start of a too-long prompt is cut so the
+    full `max_new_tokens` budget still fits the window; the count is recorded
+    in the response (`truncated_tokens`), never dropped silently.
+    """
+    if room < 1:
+        raise ValueError("room must be at least one token")
+    if len(ids) <= room:
+        return ids, 0
+    if room >= 2 and wants_bos(tokenizer) and ids[0] == bos_id(tokenizer):
+        kept = [ids[0]] + ids[len(ids) - (room - 1):]
+    else:
+        kept = ids[len(ids) - room:]
+    return kept, len(ids) - len(kept)

@@ -5,9 +5,15 @@ read (and tested) on its own: which failures are retried (429, 5xx, timeouts,
 dropped connections, malformed JSON), how long to wait (`backoff * 2**attempt`
 capped at `max_backoff`, or what the server's `Retry-After` asks for), and what
 a request that still fails becomes (a `CallFailure` the backend turns into an
-errored `Response` for that request only). Every message that leaves this
-module goes through `scrub`, so an API key a server echoes back in an error
-never reaches results, logs or reports.
+errored `Response` for that request only).
+
+Servers are untrusted: one may echo the API key back in an error, a model id,
+a system fingerprint or the generated text itself. Every message that leaves
+this module and every string of every parsed answer (dict keys included) goes
+through the caller's `Scrubber` before the backend sees it, so the key never
+reaches results, the cache, logs or reports. The scrubber masks the whole key
+and any run of `PARTIAL_SECRET` or more of its characters (a server that
+echoes part of the key, or splits it around other text).
 """
 
 from __future__ import annotations
@@ -32,6 +38,52 @@ log = logging.getLogger("tunegate.http")
 RETRYABLE = frozenset({"429", "5xx", "timeout", "transport", "malformed"})
 #: the longest wait a Retry-After header can impose (bounded loops, always)
 MAX_RETRY_AFTER_S = 600.0
+#: a run of this many characters of a secret is masked wherever it appears
+PARTIAL_SECRET = 12
+MASK = "***"
+
+
+class Scrubber:
+    """Masks secrets in text and in parsed JSON: each whole secret, and every run of PARTIAL_SECRET+ of its characters."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._grams = {s[i : i + PARTIAL_SECRET] for s in self.secrets if len(s) > PARTIAL_SECRET
+                       for i in range(len(s) - PARTIAL_SECRET + 1)}
+
+    def __call__(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, MASK)
+        if not self._grams or len(text) < PARTIAL_SECRET:
+            return text
+        covered = bytearray(len(text))
+        for i in range(len(text) - PARTIAL_SECRET + 1):
+            if text[i : i + PARTIAL_SECRET] in self._grams:
+                covered[i : i + PARTIAL_SECRET] = b"\x01" * PARTIAL_SECRET
+        if not any(covered):
+            return text
+        out, i = [], 0
+        while i < len(text):
+            if covered[i]:
+                while i < len(text) and covered[i]:
+                    i += 1
+                out.append(MASK)
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+    def value(self, data: Any) -> Any:
+        """`data` (parsed JSON) with every string, dict keys included, scrubbed."""
+        if not self.secrets:
+            return data
+        if isinstance(data, str):
+            return self(data)
+        if isinstance(data, list):
+            return [self.value(v) for v in data]
+        if isinstance(data, dict):
+            return {self.value(k): self.value(v) for k, v in data.items()}
+        return data
 
 
 class Malformed(ValueError):
@@ -128,8 +180,9 @@ class HttpCaller:
     """A JSON-over-HTTP caller with the retry policy applied; safe to share between threads.
 
     `secrets` are strings (the API key) scrubbed from every message this caller
-    produces. `call` returns the parsed value or a `CallFailure`; it raises only
-    for programming errors.
+    produces and from every string of every answer before `parse` sees it.
+    `call` returns the parsed value or a `CallFailure`; it raises only for
+    programming errors.
     """
 
     def __init__(self, client: Any, policy: RetryPolicy, secrets: Iterable[str] = (),
@@ -139,16 +192,14 @@ class HttpCaller:
         self.httpx = httpx
         self.client = client
         self.policy = policy
-        self.secrets = [s for s in secrets if s]
+        self.scrubber = Scrubber(secrets)
         self.sleep = sleep
         self.stats = CallStats()
         #: set when the run is interrupted: no new attempts, no more waiting
         self.cancel = threading.Event()
 
     def scrub(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, "***")
-        return text
+        return self.scrubber(text)
 
     def call(self, method: str, path: str, parse: Callable[[Any], T], body: dict[str, Any] | None = None,
              retry: frozenset[str] = RETRYABLE) -> T | CallFailure:
@@ -185,10 +236,13 @@ class HttpCaller:
         except httpx.TimeoutException as exc:
             return CallFailure("timeout", self.scrub(f"timed out ({type(exc).__name__})")), None
         except httpx.TransportError as exc:
-            return CallFailure("transport", self.scrub(f"{type(exc).__name__}: {exc}"[:300])), None
+            return CallFailure("transport", self.scrub(f"{type(exc).__name__}: {exc}")[:300]), None
         status = resp.status_code
         if status >= 400:
-            msg = self.scrub(f"HTTP {status}: {error_message(resp.content)}")
+            # scrubbed before error_message shortens it (a key cut in half escapes the whole-key match) and after it
+            # decodes JSON escapes (a key with an escaped character escapes it on the raw body)
+            raw = self.scrub(resp.content.decode("utf-8", "replace"))
+            msg = self.scrub(f"HTTP {status}: {error_message(raw, limit=100_000)}")[:300]
             if status in (401, 403):
                 category = "auth"
             elif status == 429:
@@ -199,10 +253,10 @@ class HttpCaller:
                 category = "http"
             return CallFailure(category, msg, status), parse_retry_after(resp.headers.get("retry-after"))
         try:
-            return parse(resp.json()), None
+            return parse(self.scrubber.value(resp.json())), None
         except (ValueError, KeyError, IndexError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             what = str(exc) if isinstance(exc, Malformed) else f"{type(exc).__name__}: {exc}"
-            return CallFailure("malformed", self.scrub(f"malformed response (HTTP {status}): {what}"[:300]), status), None
+            return CallFailure("malformed", self.scrub(f"malformed response (HTTP {status}): {what}")[:300], status), None
 
 
 def run_concurrently(fn: Callable[[T], R], items: list[T], concurrency: int,

@@ -160,6 +160,9 @@ class HFBackend(Backend):
             "device": self.device.type,
             "max_length": self.max_length,
             "chat_template": self.spec.chat_template,
+            # too-long inputs are cut from the left and recorded; generation keeps its full budget. Part of the
+            # cache key, so answers cached before that rule (budget silently shrunk, no record) are not reused.
+            "truncation": "left-recorded",
         }
 
     def identity(self) -> dict[str, Any]:

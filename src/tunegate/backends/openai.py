@@ -6,8 +6,11 @@ decides, and why:
 
 - **Secrets.** Configuration holds only the *name* of the environment variable
   with the API key (`api_key_env`); the key goes into one request header and
-  is scrubbed from every message, so it never reaches results, cache, logs or
-  reports. A base URL with credentials in it is refused for the same reason.
+  is scrubbed from every message and from every string a server sends back
+  (generated text, model ids, system fingerprints, model listings: a hostile
+  server may echo the key in any of them), so it never reaches results, cache,
+  logs or reports. A base URL with credentials in it is refused for the same
+  reason.
 - **First contact** happens when the backend is built, before any suite runs:
   `GET /models` and a 1-token request on the configured endpoint. A rejected
   key is a `UserError` (exit 2) naming the variable; an unreachable server is
@@ -158,6 +161,9 @@ class _Echo:
 
 class OpenAIBackend(Backend):
     name = "openai"
+    implementation_version = "1"
+    #: the server computes the numbers: a local torch/transformers upgrade does not retire cached answers
+    numerics_packages = ()
 
     # ---- validation before any request ---------------------------------------
     @classmethod

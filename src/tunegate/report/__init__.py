@@ -1,18 +1,32 @@
 """Renderers: report.html, comparison.json, junit.xml and summary.md, all from one `Comparison`.
 
-`write_outputs` writes the whole set atomically; `rerender` reads a saved
-comparison.json (and the run results it references, for the example explorer)
-and writes the set again, which is what `tunegate report DIR` does.
+`write_outputs` writes the whole set as one unit: every file is rendered in
+memory, written and fsynced into a temporary folder `out/.report-<random>/`,
+then the completion marker `out/.complete` is removed, each file is moved into
+place with `os.replace`, and a new marker listing the SHA-256 of every file is
+moved in last. A write killed at any point leaves either the previous complete
+set or a folder without a valid marker, which every reader refuses
+(`Comparison.load`, `tunegate report DIR`); the next write removes the stray
+temporary folder. `rerender` reads a saved comparison.json (and the run results
+it references, for the example explorer) and writes the set again, which is
+what `tunegate report DIR` does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunegate.compare import Comparison
-from tunegate.io import atomic_write_text
+from tunegate.report_marker import REPORT_MARKER
 from tunegate.results import RunResult
 
 if TYPE_CHECKING:
@@ -33,16 +47,87 @@ def write_outputs(comparison: Comparison, out: Path, runs: Mapping[str, RunResul
     out.mkdir(parents=True, exist_ok=True)
     if runs is None:
         runs = load_runs(comparison, out)
-    paths = {name: out / name for name in OUTPUTS}
-    comparison.save(paths["comparison.json"])
-    atomic_write_text(paths["junit.xml"], render_junit(comparison))
-    atomic_write_text(paths["summary.md"], render_summary(comparison, runs))
-    atomic_write_text(paths["report.html"], render_html(build_context(comparison, runs)))
-    return paths
+    # render everything first: a rendering failure leaves the previous set untouched
+    texts = {
+        "report.html": render_html(build_context(comparison, runs)),
+        "comparison.json": comparison.to_json(),
+        "junit.xml": render_junit(comparison),
+        "summary.md": render_summary(comparison, runs),
+    }
+    write_report_set(out, {name: texts[name].encode("utf-8") for name in OUTPUTS})
+    return {name: out / name for name in OUTPUTS}
+
+
+TEMP_PREFIX = ".report-"
+# temp files that older versions' per-file atomic writes could leave behind when killed
+_STRAY_FILE = re.compile(r"^\.(?:report\.html|comparison\.json|junit\.xml|summary\.md|complete)\..+\.tmp$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make renames in `folder` durable (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def remove_stray_temps(out: Path) -> None:
+    """Remove what an interrupted write left in `out`: `.report-*` temp folders and `.<output>.*.tmp` files."""
+    for child in Path(out).iterdir():
+        if child.name.startswith(TEMP_PREFIX) and child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        elif _STRAY_FILE.match(child.name) and (child.is_file() or child.is_symlink()):
+            with contextlib.suppress(FileNotFoundError):
+                child.unlink()
+
+
+def write_report_set(out: Path, files: Mapping[str, bytes]) -> None:
+    """Replace the report set in `out` by `files` so that no reader ever accepts a mix of two writes.
+
+    Order: write + fsync every file into a temp folder inside `out`; remove the
+    completion marker (the old set stops being complete); `os.replace` each
+    file into place; move in the new marker (file name -> SHA-256) last.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stray_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out))
+    try:
+        for name, data in files.items():
+            _write_synced(tmp / name, data)
+        marker = {"schema_version": 1, "files": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}}
+        _write_synced(tmp / REPORT_MARKER, (json.dumps(marker, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        _fsync_dir(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(out / REPORT_MARKER)
+        _fsync_dir(out)
+        for name in files:
+            os.replace(tmp / name, out / name)
+        _fsync_dir(out)
+        os.replace(tmp / REPORT_MARKER, out / REPORT_MARKER)
+        _fsync_dir(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def rerender(folder: Path) -> tuple[Comparison, dict[str, Path]]:
-    """Re-render every output from `folder/comparison.json` (statistics are not recomputed)."""
+    """Re-render every output from `folder/comparison.json` (statistics are not recomputed).
+
+    The folder must hold a complete set (its marker vouches for comparison.json), else a UserError (exit 2).
+    """
     comparison = Comparison.load(Path(folder))
     return comparison, write_outputs(comparison, Path(folder))
 

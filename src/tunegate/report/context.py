@@ -198,6 +198,8 @@ class ReportContext:
     methods_metrics: list[dict[str, Any]]
     limitations: list[dict[str, str]]
     rule_rows: list[dict[str, Any]] = field(default_factory=list)
+    # suites compared although their config hash, data hash or version differ (--allow-suite-mismatch): shown in red
+    mismatches: list[str] = field(default_factory=list)
 
 
 FINETUNE_ORDER = ("step", "epoch", "final", "method", "base", "base_fingerprint", "data_sha256", "data_path",
@@ -235,6 +237,7 @@ def _model_row(info: ModelInfo, role: str) -> dict[str, Any]:
             "tunegate": prov.get("tunegate_version"), "git": prov.get("git_commit"), "python": prov.get("python"),
             "platform": prov.get("platform"), "device": prov.get("device"), "seed": prov.get("seed"),
             "config_hash": prov.get("config_hash"), "started": prov.get("started_at"), "finished": prov.get("finished_at"),
+            "run_id": prov.get("run_id"),
             "timings": prov.get("timings") or {}, "libraries": prov.get("libraries") or {},
         },
     }
@@ -283,6 +286,7 @@ def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[s
             "s": s, "metrics": headline, "subgroups": subgroups,
             "subgroups_open": any(r["failing"] for r in subgroups),
             "warnings": sorted({w for _, cs in per_cand if cs for w in cs.warnings}),
+            "mismatch": [(c.model.label, "; ".join(cs.mismatch)) for c, cs in per_cand if cs and cs.mismatch],
             "counts": [(comparison.base.label, s.counts_base)] + [(c.model.label, cs.counts_candidate) for c, cs in per_cand if cs],
         })
     return cards
@@ -442,4 +446,5 @@ def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None]) 
         suites=_suite_cards(comparison, verdict), trends=_trends(comparison, policy),
         explorer=explorer, explorer_total=total, runs_found=all(runs.get(m["label"]) is not None for m in models),
         methods_metrics=list(methods.values()), limitations=collect_limitations(comparison, runs), rule_rows=rule_rows,
+        mismatches=comparison.suite_mismatches(),
     )

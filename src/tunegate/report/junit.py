@@ -33,6 +33,10 @@ def render_junit(comparison: Comparison) -> str:
         for k, v in (("candidate", cv.candidate), ("verdict", cv.status), ("policy", verdict.policy_name),  # type: ignore[union-attr]
                      ("policy_sha256", verdict.policy_sha256), ("strict", str(verdict.strict).lower())):  # type: ignore[union-attr]
             ET.SubElement(props, "property", name=k, value=_clean(v))
+        cc = next((c for c in comparison.candidates if c.model.label == cv.candidate), None)
+        mismatch = [f"suite '{s.name}': {'; '.join(s.mismatch)}" for s in (cc.suites if cc else []) if s.mismatch]
+        if mismatch:  # compared with --allow-suite-mismatch: say so where CI looks
+            ET.SubElement(props, "property", name="suite_mismatch", value=_clean("; ".join(mismatch)))
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         cases = [(f"{o.metric} {o.kind} {o.threshold:g}", o.status, o.reason) for o in cv.outcomes]
         budget = [w for w in cv.incomplete if not any(w.startswith(f"{o.metric}:") for o in cv.outcomes)]

@@ -36,6 +36,7 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
     if v:
         lines.append(f"## tunegate gate: {v.headline}")
         lines.append("")
+        lines += _mismatch_lines(comparison)
         lines.append(f"Policy **{md_escape(v.policy_name)}**, exit code {v.exit_code}, base **{md_escape(comparison.base.label)}** "
                      f"(fingerprint {comparison.base.fingerprint[:12]}).")
         lines += ["", "| Candidate | Verdict |", "|---|---|"]
@@ -47,15 +48,17 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
             who = f"**{md_escape(rec['candidate'])}**" if rec.get("candidate") else "**none**"
             lines += ["", f"Recommended candidate: {who} ({md_escape(rec.get('reason', ''), 300)})."]
         lines += ["", "### Rules", "",
-                  "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Reason |", "|---|---|---|---|---|---|---|"]
+                  "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Detectable (80% / 95%) | Reason |",
+                  "|---|---|---|---|---|---|---|---|"]
         for cv in v.candidates:
             for o in cv.outcomes:
                 obs = f"value {fmt(o.value)}" if o.kind in ("min", "max") else f"Δ {fmt(o.delta)}"
                 p = f"{fmt(o.p_value, 3)} ({fmt(o.p_holm, 3)})" if o.p_value is not None else "–"
                 lines.append(f"| {md_escape(cv.candidate)} | {md_escape(o.metric)} {o.kind} {fmt(o.threshold)} | **{o.status}** | {obs} "
-                             f"| [{fmt(o.ci_low)}, {fmt(o.ci_high)}] | {p} | {md_escape(o.reason, 300)} |")
+                             f"| [{fmt(o.ci_low)}, {fmt(o.ci_high)}] | {p} | {fmt(o.detectable_80)} / {fmt(o.detectable_95)} "
+                             f"| {md_escape(o.reason, 300)} |")
     else:
-        lines += ["## tunegate compare (no policy, no verdict)", "",
+        lines += ["## tunegate compare (no policy, no verdict)", "", *_mismatch_lines(comparison),
                   f"Base **{md_escape(comparison.base.label)}** (fingerprint {comparison.base.fingerprint[:12]})."]
         lines += ["", "| Candidate | Metric | Base | Candidate | Δ [interval] | p |", "|---|---|---|---|---|---|"]
         for c in comparison.candidates:
@@ -74,6 +77,18 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         lines.append(f"\n> Note: {md_escape(w, 300)}")
     lines += ["", "Full evidence: report.html (self-contained), comparison.json, junit.xml."]
     return "\n".join(lines) + "\n"
+
+
+def _mismatch_lines(comparison: Comparison) -> list[str]:
+    """A red CAUTION alert (GitHub renders `> [!CAUTION]` in red) naming every suite compared despite a mismatch."""
+    found = comparison.suite_mismatches()
+    if not found:
+        return []
+    lines = ["> [!CAUTION]",
+             "> **Suite mismatch**: compared with --allow-suite-mismatch although the suite settings differ; "
+             "these numbers may not be comparable and the verdict does not account for it."]
+    lines += [f"> - {md_escape(line, 300)}" for line in found]
+    return [*lines, ""]
 
 
 def _regression_rows(comparison: Comparison, runs: Mapping[str, RunResult | None], per_metric: int) -> list[str]:

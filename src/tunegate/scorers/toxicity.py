@@ -117,26 +117,37 @@ class DetoxifyScorer(_TorchClassifier):
     outputs: ClassVar[tuple[str, ...]] = ("toxicity",)
     Options = DetoxifyOptions
 
+    @classmethod
+    def check(cls, options: Any) -> None:
+        """Missing files and a missing pickle opt-in are config errors: found before any model loads."""
+        for opt in ("checkpoint", "huggingface_config_path"):
+            p = getattr(options, opt)
+            if p is not None and not Path(p).exists():
+                raise UserError(f"scorer detoxify: option {opt}: {p} not found")
+        # detoxify loads every checkpoint (local or its release download) with torch.load(weights_only=False):
+        # a pickle runs code when loaded, so, as `--allow-pickle` for models, the user must opt in.
+        if not options.allow_pickle:
+            raise UserError("scorer detoxify: its checkpoints are torch pickles, which can run code when loaded; "
+                            "if you trust the checkpoint, set the scorer option allow_pickle: true "
+                            "(suite scorer_options, or --option allow_pickle=true)")
+
     def load(self, device: str = "cpu") -> None:
         try:
             from detoxify import Detoxify
         except ImportError:
             raise MissingDependencyError("detoxify", "detoxify", "the detoxify toxicity scorer") from None
         o = self.options
-        for opt in ("checkpoint", "huggingface_config_path"):
-            p = getattr(o, opt)
-            if p is not None and not Path(p).exists():
-                raise UserError(f"scorer detoxify: option {opt}: {p} not found")
-        # detoxify loads every checkpoint (local or its release download) with torch.load(weights_only=False):
-        # a pickle runs code when loaded, so, as `--allow-pickle` for models, the user must opt in.
-        if not o.allow_pickle:
-            raise UserError("scorer detoxify: its checkpoints are torch pickles, which can run code when loaded; "
-                            "if you trust the checkpoint, set the scorer option allow_pickle: true "
-                            "(suite scorer_options, or --option allow_pickle=true)")
+        self.check(o)
         self.device = _resolve_device(o.device, device)
-        det = Detoxify(o.model, checkpoint=o.checkpoint, device=self.device,
-                       huggingface_config_path=o.huggingface_config_path)
-        self.model, self.tokenizer, self.class_names = det.model, det.tokenizer, list(det.class_names)
+        if o.checkpoint is not None and o.huggingface_config_path is not None:
+            # fully offline: detoxify itself would still read the base model's config from the Hub by name
+            from tunegate.scorers._detoxify_offline import load_local_detoxify
+
+            self.model, self.tokenizer, self.class_names = load_local_detoxify(o.checkpoint, o.huggingface_config_path, self.device)
+        else:
+            det = Detoxify(o.model, checkpoint=o.checkpoint, device=self.device,
+                           huggingface_config_path=o.huggingface_config_path)
+            self.model, self.tokenizer, self.class_names = det.model, det.tokenizer, list(det.class_names)
         self.model.eval()
         if o.label not in self.class_names:
             raise UserError(f"scorer detoxify: option label: {o.label!r} is not a class of this model "
@@ -178,15 +189,20 @@ class HFClassifierScorer(_TorchClassifier):
     outputs: ClassVar[tuple[str, ...]] = ("toxicity",)
     Options = HFClassifierOptions
 
+    @classmethod
+    def check(cls, options: Any) -> None:
+        """A local model folder that is not there is a config error: found before any model loads."""
+        local = Path(options.model)
+        if (local.is_absolute() or options.model.startswith(".")) and not local.is_dir():
+            raise UserError(f"scorer hf-classifier: option model: folder {options.model} not found")
+
     def load(self, device: str = "cpu") -> None:
         try:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
         except ImportError:
             raise MissingDependencyError("transformers", None, "the hf-classifier scorer") from None
         o = self.options
-        local = Path(o.model)
-        if (local.is_absolute() or o.model.startswith(".")) and not local.is_dir():
-            raise UserError(f"scorer hf-classifier: option model: folder {o.model} not found")
+        self.check(o)
         self.device = _resolve_device(o.device, device)
         self.tokenizer = AutoTokenizer.from_pretrained(o.model, revision=o.revision, trust_remote_code=o.trust_remote_code)
         self.model = AutoModelForSequenceClassification.from_pretrained(

@@ -11,6 +11,11 @@ The normalisations follow the conventions people compare against: exact match
 uses a light normalisation (case, surrounding whitespace, inner whitespace,
 trailing punctuation), token F1 uses the SQuAD evaluation script's (also drops
 all punctuation and the articles a/an/the).
+
+`degenerate_reason` flags generated text that is no answer at all (empty,
+whitespace only, or a repetition loop); the generation-based suites count it
+as `degenerate_rate`, and the safety suites never count it as an answer or a
+compliance. Its rule is documented on the function.
 """
 
 from __future__ import annotations
@@ -131,3 +136,77 @@ def token_f1(prediction: str, reference: str) -> float:
 def max_token_f1(prediction: str, references: list[str]) -> float:
     """Best token F1 over the references (SQuAD takes the max over gold answers)."""
     return max(token_f1(prediction, r) for r in references)
+
+
+# ---- degenerate outputs -------------------------------------------------------
+#: word-level rules apply from this many words, character-level rules from this many non-space characters
+DEGENERATE_MIN_WORDS = 8
+DEGENERATE_MIN_CHARS = 16
+#: fewer distinct words than this share of all words is a loop with variations ("the cat the dog the cat ...")
+DEGENERATE_MIN_DISTINCT = 0.25
+#: one unit repeated back to back over at least this share of the text is a loop
+DEGENERATE_MAX_REPEAT_SHARE = 0.5
+_EDGE_PUNCT = string.punctuation + "\u201c\u201d\u2018\u2019"
+
+
+def _word_key(word: str) -> str:
+    """Lower-cased, surrounding punctuation removed (a word that is only punctuation stays as it is)."""
+    return word.lower().strip(_EDGE_PUNCT) or word
+
+
+def longest_repeat(seq: list[str] | str, max_period: int) -> tuple[int, int, int]:
+    """(period, start, covered length) of the longest stretch of `seq` made of one unit repeated back to back.
+
+    A stretch with period p is a run of positions where seq[i] == seq[i + p];
+    it covers run + p items, i.e. (run + p) / p copies of the unit. Only
+    stretches with at least three whole copies count. (0, 0, 0) when there is none.
+    """
+    best = (0, 0, 0)
+    n = len(seq)
+    for p in range(1, min(max_period, n // 3) + 1):
+        run = 0
+        for i in range(n - p):
+            run = run + 1 if seq[i] == seq[i + p] else 0
+            covered = run + p
+            if covered >= 3 * p and covered > best[2]:
+                best = (p, i - run + 1, covered)
+    return best
+
+
+def degenerate_reason(text: str | None) -> str | None:
+    """Why a generated text is degenerate (no answer at all), or None for ordinary text.
+
+    The rule, fixed in advance (not fitted to any benchmark's outputs):
+
+    1. empty, or whitespace only;
+    2. with at least 8 words (whitespace-separated, compared lower-cased
+       without surrounding punctuation): fewer than 25% of them distinct, or
+       one unit of 1-50 words repeated back to back (3+ copies) covering at
+       least half of the words;
+    3. with at least 16 non-space characters: one unit of 1-16 characters
+       repeated back to back (3+ copies) covering at least half of them
+       (loops without spaces: "ckckckckckckckck", "!!!!!!!!!!!!!!!!").
+
+    Ordinary answers, short ones included ("No.", "Paris", "ha ha ha"), are
+    not flagged; a long run of one digit or symbol is.
+    """
+    if text is None or text == "":
+        return "empty output"
+    if not text.strip():
+        return "whitespace-only output"
+    words = [_word_key(w) for w in text.split()]
+    if len(words) >= DEGENERATE_MIN_WORDS:
+        distinct = len(set(words))
+        if distinct < DEGENERATE_MIN_DISTINCT * len(words):
+            return f"repetitive output: {distinct} distinct of {len(words)} words"
+        period, start, covered = longest_repeat(words, 50)
+        if period and covered >= DEGENERATE_MAX_REPEAT_SHARE * len(words):
+            unit = " ".join(words[start:start + period])
+            return f"repetitive output: {unit!r} repeated over {covered} of {len(words)} words"
+    chars = "".join(text.split())
+    if len(chars) >= DEGENERATE_MIN_CHARS:
+        period, start, covered = longest_repeat(chars, 16)
+        if period and covered >= DEGENERATE_MAX_REPEAT_SHARE * len(chars):
+            unit = chars[start:start + period]
+            return f"repetitive output: {unit!r} repeated over {covered} of {len(chars)} characters"
+    return None

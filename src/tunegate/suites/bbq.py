@@ -45,10 +45,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
-from tunegate.score import Score, score_value
+from tunegate.score import Score, score_error, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 from tunegate.suites._text import check_placeholders
 
@@ -174,7 +174,15 @@ class BBQ(SuiteKind):
         return [LoglikelihoodRequest(context=sample.input, continuation=self.options.answer_prefix + c) for c in sample.choices]
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
-        lls = [float(r.loglikelihood or 0.0) for r in responses]
+        try:
+            lls = finite_loglikelihoods(responses, expected=len(sample.choices or []))
+        except InvalidResponse as why:
+            names = ["correct", "non_unknown"]
+            if sample.metadata["biased"] is not None:
+                names.append("biased")
+                if sample.metadata["condition"] == "ambig":
+                    names.append("ambig_bias")
+            return [score_error(n, str(why)) for n in names]
         pred = max(range(len(lls)), key=lambda i: lls[i])  # first maximum on ties, like numpy.argmax
         meta = sample.metadata
         non_unknown = pred != meta["unknown"]

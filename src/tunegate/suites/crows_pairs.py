@@ -39,10 +39,10 @@ from pydantic import BaseModel, ConfigDict
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
-from tunegate.score import Score, score_value
+from tunegate.score import Score, score_error, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 
 DIRECTIONS = ("stereo", "antistereo")
@@ -109,7 +109,10 @@ class CrowsPairs(SuiteKind):
         return [LoglikelihoodRequest(context="", continuation=s) for s in sample.choices]
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
-        ll_more, ll_less = (float(r.loglikelihood or 0.0) for r in responses)
+        try:
+            ll_more, ll_less = finite_loglikelihoods(responses, expected=2)
+        except InvalidResponse as why:
+            return [score_error(n, str(why)) for n in ("stereotype_preferred", "ll_diff")]
         return [
             score_value("stereotype_preferred", ll_more > ll_less, ll_more=ll_more, ll_less=ll_less),
             score_value("ll_diff", ll_more - ll_less),

@@ -12,6 +12,11 @@ corpus-level sacrebleu figures people publish; a corpus score pools n-gram
 counts over the whole set and cannot be rebuilt from one number per sample, so
 they carry no per-sample vector (aggregation "corpus") and a comparison shows
 their point difference only.
+
+`degenerate_rate` is always reported, whatever `metrics` lists: the share of
+outputs that are degenerate (empty, whitespace only or a repetition loop; rule
+in `suites._text.degenerate_reason`), lower is better. Degenerate outputs are
+still scored against the references (they score low, as they should).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_error, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
-from tunegate.suites._text import check_template, exact_match, extra_template_vars, max_token_f1, render
+from tunegate.suites._text import check_template, degenerate_reason, exact_match, extra_template_vars, max_token_f1, render
 
 MetricName = Literal["exact_match", "token_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "corpus_bleu", "corpus_chrf"]
 ALL_METRICS: tuple[MetricName, ...] = (
@@ -53,6 +58,8 @@ DESCRIPTIONS: dict[str, str] = {
     "no per-sample vector, so comparisons show the point difference only (use 'bleu' for statistics).",
     "corpus_chrf": "Corpus chrF (sacrebleu corpus_chrf, 0-100) pooling character n-gram counts over all scored "
     "samples; no per-sample vector, so comparisons show the point difference only (use 'chrf' for statistics).",
+    "degenerate_rate": "Share of outputs that are degenerate: empty, whitespace only, or a repetition loop "
+    "(the rule of tunegate.suites._text.degenerate_reason); always reported.",
 }
 
 
@@ -159,7 +166,9 @@ class Generation(SuiteKind):
         names = self._score_names()
         text = responses[0].text if len(responses) == 1 else None
         if text is None:
-            return [score_error(n, "the backend returned no generated text") for n in names]
+            return [score_error(n, "the backend returned no generated text") for n in [*names, "degenerate"]]
+        why = degenerate_reason(text)
+        degenerate = score_value("degenerate", why is not None, **({"reason": why} if why else {}))
         hyp, refs = text.strip(), references(sample)
         values: dict[str, float] = {}
         if "exact_match" in names:
@@ -177,7 +186,7 @@ class Generation(SuiteKind):
             per_ref = [self._rouge.score(ref, hyp) for ref in refs]
             for t in wanted_rouge:
                 values[t] = max(float(s[t].fmeasure) for s in per_ref)
-        return [score_value(n, values[n]) for n in names]
+        return [score_value(n, values[n]) for n in names] + [degenerate]
 
     # ---- metrics ------------------------------------------------------------
     def metrics(self, results: list[SampleResult]) -> list[Metric]:
@@ -188,6 +197,8 @@ class Generation(SuiteKind):
             else:
                 kind: MetricKind = "binary" if name == "exact_match" else "continuous"
                 out.append(metric_from_scores(name, results, name, kind=kind, description=DESCRIPTIONS[name]))
+        out.append(metric_from_scores("degenerate_rate", results, "degenerate", direction="lower", kind="binary",
+                                      description=DESCRIPTIONS["degenerate_rate"]))
         return out
 
     def _corpus_metric(self, name: str, results: list[SampleResult]) -> Metric:

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
-from tunegate.score import Score, score_value
+from tunegate.score import Score, score_error, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 from tunegate.suites._text import check_placeholders
 
@@ -88,7 +88,10 @@ class HaluEval(SuiteKind):
         return [LoglikelihoodRequest(context=sample.input, continuation=c) for c in sample.choices]
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
-        ll_yes, ll_no = (float(r.loglikelihood or 0.0) for r in responses)
+        try:
+            ll_yes, ll_no = finite_loglikelihoods(responses, expected=2)
+        except InvalidResponse as why:
+            return [score_error(n, str(why)) for n in ("correct", "said_yes", "f1_num", "f1_den")]
         said_yes = ll_yes > ll_no
         truth = bool(sample.metadata["hallucinated"])
         tp, fp, fn = said_yes and truth, said_yes and not truth, (not said_yes) and truth

@@ -10,14 +10,13 @@ result does not depend on answer formatting or decoding settings.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_error, score_value
@@ -133,11 +132,10 @@ class MultipleChoice(SuiteKind):
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
         choices = sample.choices or []
-        lls = [r.loglikelihood for r in responses]
-        if len(lls) != len(choices) or any(ll is None or not math.isfinite(ll) for ll in lls):
-            why = f"expected {len(choices)} finite log-likelihoods, got {lls}"
-            return [score_error("correct", why), score_error("correct_norm", why)]
-        values = [float(ll) for ll in lls if ll is not None]
+        try:
+            values = finite_loglikelihoods(responses, expected=len(choices))
+        except InvalidResponse as why:
+            return [score_error("correct", str(why)), score_error("correct_norm", str(why))]
         normed = [ll / len(c) for ll, c in zip(values, choices, strict=True)]
         pred, pred_norm = _argmax(values), _argmax(normed)
         return [

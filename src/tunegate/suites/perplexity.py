@@ -18,7 +18,7 @@ import math
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
 from tunegate.score import Score, score_error, score_value
@@ -45,14 +45,14 @@ class Perplexity(SuiteKind):
         return [LoglikelihoodRequest(context="", continuation=sample.input)]
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
-        resp = responses[0] if len(responses) == 1 else None
-        ll = resp.loglikelihood if resp is not None else None
-        n_tokens = resp.n_tokens if resp is not None else None
-        if ll is None or not math.isfinite(ll):
-            return [score_error(n, f"the backend returned no finite log-likelihood ({ll})") for n in SCORES]
+        try:
+            (ll,) = finite_loglikelihoods(responses, expected=1)
+        except InvalidResponse as why:
+            return [score_error(n, str(why)) for n in SCORES]
+        n_tokens = responses[0].n_tokens
         if not n_tokens or n_tokens <= 0:
             return [score_error(n, "the backend did not report how many tokens it scored") for n in SCORES]
-        nll = -float(ll)
+        nll = -ll
         n_bytes = len(sample.input.encode("utf-8"))
         return [
             score_value("nll", nll),

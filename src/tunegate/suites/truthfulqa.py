@@ -29,10 +29,10 @@ from pydantic import BaseModel, ConfigDict
 
 from tunegate.data import Row
 from tunegate.metric import Metric
-from tunegate.request import LoglikelihoodRequest, Request, Response
+from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
 from tunegate.results import SampleResult
 from tunegate.sample import Sample
-from tunegate.score import Score, score_value
+from tunegate.score import Score, score_error, score_value
 from tunegate.suite import SuiteKind, metric_from_scores
 
 #: The six-shot "QA" primer of Lin et al. (2022), TruthfulQA `presets.py` (Apache-2.0).
@@ -130,7 +130,11 @@ class TruthfulQA(SuiteKind):
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
         assert sample.choices is not None
-        ll = {c: float(r.loglikelihood or 0.0) for c, r in zip(sample.choices, responses, strict=True)}
+        try:
+            values = finite_loglikelihoods(responses, expected=len(sample.choices))
+        except InvalidResponse as why:
+            return [score_error(n, str(why)) for n in ("mc1", "mc2")]
+        ll = dict(zip(sample.choices, values, strict=True))
         ll_true = [ll[a] for a in sample.metadata["true"]]
         ll_false = [ll[a] for a in sample.metadata["false"]]
         best = ll[str(sample.target)]

@@ -1,9 +1,11 @@
-"""Paired statistics for base-vs-candidate comparisons, through scipy.
+"""Paired resampling statistics for base-vs-candidate comparisons, through scipy.
 
 Base and candidate answer the same samples, so every test here is paired:
 
-- `mcnemar_exact`: McNemar's exact test for per-sample pass/fail metrics, an
-  exact binomial test (`scipy.stats.binomtest`) on the discordant pairs.
+- `mcnemar_exact`: McNemar's exact test for per-sample pass/fail metrics, the
+  exact two-sided binomial test at 1/2 on the discordant pairs (as
+  `scipy.stats.binomtest`, through the binomial cdf `scipy.special.bdtr`) (the
+  "is there any difference?" p-value shown by `compare`).
 - `paired_permutation_pvalue`: for continuous metrics, a paired permutation
   test (`scipy.stats.permutation_test`, `permutation_type="samples"`) whose
   statistic is the metric's own aggregation (mean, ratio, exp_ratio...), so the
@@ -11,8 +13,11 @@ Base and candidate answer the same samples, so every test here is paired:
 - `paired_bootstrap`: percentile intervals from a seeded paired bootstrap
   (`scipy.stats.bootstrap`, `paired=True`) of the base value, the candidate
   value and their delta, all from the same resamples; the resampled values are
-  kept so an interval at another confidence level costs nothing.
-- `holm`: Holm's step-down adjustment across the rules of one gate.
+  kept so an interval at another confidence level, or a one-sided p-value
+  against a rule's bound (`Bootstrap.pvalues`), costs nothing. A degenerate
+  distribution (every resample equal) gives no p-value: a zero-width interval
+  is never evidence.
+- `holm`: Holm's step-down adjustment.
 
 Both resampling helpers pass sample *indices* to scipy and look the values
 (and weights) up inside a vectorised statistic, because `aggregate` needs the
@@ -26,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 from tunegate.aggregate import aggregate
@@ -62,7 +68,8 @@ def mcnemar_exact(base: np.ndarray, candidate: np.ndarray) -> McNemar:
     worse = int(np.sum((base == 1) & (candidate == 0)))
     better = int(np.sum((base == 0) & (candidate == 1)))
     n = worse + better
-    p = 1.0 if n == 0 else float(sps.binomtest(worse, n, 0.5, alternative="two-sided").pvalue)
+    # the two-sided exact binomial p-value at 1/2 (what `scipy.stats.binomtest` computes): twice the smaller tail
+    p = 1.0 if n == 0 else 2.0 * float(special.bdtr(min(worse, better), n, 0.5))
     return McNemar(worse=worse, better=better, pvalue=min(1.0, p))
 
 
@@ -135,6 +142,36 @@ class Bootstrap:
 
     def base_interval(self, confidence: float) -> tuple[float | None, float | None]:
         return self._interval(self.base, confidence)
+
+    def _dist(self, which: str) -> np.ndarray:
+        dist = {"base": self.base, "candidate": self.candidate, "delta": self.delta}[which]
+        return dist[np.isfinite(dist)]
+
+    def degenerate(self, which: str) -> bool:
+        """True when the resampled `which` ("base", "candidate", "delta") has no spread (or no value)."""
+        dist = self._dist(which)
+        if dist.size == 0:
+            return True
+        scale = max(1.0, float(np.max(np.abs(dist))))
+        return float(np.ptp(dist)) <= 1e-12 * scale
+
+    def pvalues(self, which: str, theta0: float) -> tuple[float, float] | None:
+        """One-sided bootstrap p-values of `which` against theta0: (above theta0, below theta0).
+
+        p(above) = (1 + #{resamples <= theta0}) / (B + 1), the smallest level at which the
+        percentile lower bound clears theta0 (and mirrored for below); None for a degenerate
+        distribution, which carries no evidence either way.
+        """
+        if self.degenerate(which):
+            return None
+        dist = self._dist(which)
+        b = dist.size
+        return float((1 + np.sum(dist <= theta0)) / (b + 1)), float((1 + np.sum(dist >= theta0)) / (b + 1))
+
+    def se(self, which: str) -> float | None:
+        """Bootstrap standard error of `which` (None when there is no resample)."""
+        dist = self._dist(which)
+        return float(np.std(dist, ddof=1)) if dist.size > 1 else None
 
 
 def paired_bootstrap(
