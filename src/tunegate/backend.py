@@ -7,9 +7,7 @@ order and its answers must not depend on batch size or padding side.
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from tunegate.model_spec import ModelSpec
@@ -25,11 +23,10 @@ class Backend(ABC):
     max length, chat template...). `forward_passes` counts model calls so tests
     can prove a cached run computes nothing.
 
-    Every `settings()` dict also carries `implementation_version` (and, when a
-    backend sets `numerics_packages`, that list), added by this base class even
-    when a subclass overrides `settings` without calling it: the cache key is
-    built from the settings, so bumping the version retires the backend's
-    cached answers (see `tunegate.cache`).
+    The cache key is built from `cache_settings()`: the backend's `settings()`
+    plus `implementation_version` (and, when a backend sets
+    `numerics_packages`, that list), so bumping the version retires the
+    backend's cached answers (see `tunegate.cache`).
     """
 
     name: ClassVar[str] = ""
@@ -39,12 +36,6 @@ class Backend(ABC):
     implementation_version: ClassVar[str] = "1"
     #: installed packages whose versions change this backend's answers (None: `cache.NUMERICS_PACKAGES`)
     numerics_packages: ClassVar[tuple[str, ...] | None] = None
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__.get("settings")
-        if callable(own) and not getattr(own, "_versioned", False):
-            setattr(cls, "settings", _versioned(own))  # noqa: B010 - mypy refuses assigning to a method
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -63,6 +54,10 @@ class Backend(ABC):
     def settings(self) -> dict[str, Any]:
         """Backend settings that change answers; part of the cache key."""
         return {**self.version_settings(), "backend": self.name}
+
+    def cache_settings(self) -> dict[str, Any]:
+        """What the response cache keys on: `settings()` plus `version_settings()` (settings' own keys win)."""
+        return {**self.version_settings(), **self.settings()}
 
     def version_settings(self) -> dict[str, Any]:
         """What every `settings()` carries: the implementation version and the backend's numerics packages."""
@@ -85,14 +80,3 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: backends holding nothing keep the no-op
         """Release the model (GPU memory); the default does nothing."""
-
-
-def _versioned(settings: Callable[[Backend], dict[str, Any]]) -> Callable[[Backend], dict[str, Any]]:
-    """Wrap a subclass's `settings` so it carries `version_settings()` (its own keys win)."""
-
-    @functools.wraps(settings)
-    def wrapped(self: Backend) -> dict[str, Any]:
-        return {**self.version_settings(), **settings(self)}
-
-    wrapped._versioned = True  # type: ignore[attr-defined]
-    return wrapped

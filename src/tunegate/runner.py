@@ -200,7 +200,7 @@ class Runner:
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         fingerprint = self.backend.fingerprint()
-        settings = self.backend.settings()
+        settings = self.backend.cache_settings()
         device = str(settings.get("device", "cpu"))
         prov = provenance.collect(self.options.config, self.options.seed, device)
         context = RunContext(seed=self.options.seed, device=device, supports=self.backend.supports)

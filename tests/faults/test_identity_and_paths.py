@@ -134,8 +134,8 @@ def test_a_new_backend_implementation_version_is_not_served_from_the_cache(tmp_p
     cache = tmp_path / "cache.sqlite"
     n = 2 * len(ROWS)
     assert _mock_run(suite, cache) == {"hits": 0, "computed": n}
-    # a subclass's own settings() gains the version without calling the base class
-    assert MockBackend.scripted().settings()["implementation_version"] == MockBackend.implementation_version
+    # the cache keys on the backend's own settings() plus the version
+    assert MockBackend.scripted().cache_settings()["implementation_version"] == MockBackend.implementation_version
     monkeypatch.setattr(MockBackend, "implementation_version", "2")
     assert _mock_run(suite, cache) == {"hits": 0, "computed": n}
 

@@ -90,7 +90,7 @@ def test_an_old_cache_entry_holding_null_is_recomputed_not_read_as_zero(tmp_path
     path = tmp_path / "cache.sqlite"
     rc = ResponseCache(path)
     sample = suite.samples()[0]
-    keys = [cache_key(backend.fingerprint(), backend.settings(), r) for r in suite.requests(sample)]
+    keys = [cache_key(backend.fingerprint(), backend.cache_settings(), r) for r in suite.requests(sample)]
     # what the old code stored: a response with no error whose value serialised to null
     rc.put_many([(k, Response(kind="loglikelihood", loglikelihood=float("nan"), n_tokens=3)) for k in keys])
     stored = rc.get_many(keys)

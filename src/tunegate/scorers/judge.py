@@ -393,7 +393,7 @@ class JudgeScorer(Scorer):
         from tunegate.cache import cache_key
         from tunegate.request import checked
 
-        fp, settings = self.backend.fingerprint(), self.backend.settings()
+        fp, settings = self.backend.fingerprint(), self.backend.cache_settings()
         keyed = {cache_key(fp, settings, r): r for r in reqs if r is not None}
         cache = self._cache()
         try:
@@ -419,7 +419,7 @@ class JudgeScorer(Scorer):
             self.load()
         planned = self.requests_for(texts, prompts)
         answers = self._answers([req for req, _, _ in planned])
-        fp, settings = self.backend.fingerprint(), self.backend.settings()
+        fp, settings = self.backend.fingerprint(), self.backend.cache_settings()
         base = {"scorer": self.name, "rubric": {k: self.rubric_record[k] for k in ("name", "version", "sha256")},
                 "judge": self.judge_identity()}
         out = []
