@@ -308,3 +308,21 @@ def test_every_scorer_option_key_of_a_kind_is_checked(tmp_path: Path) -> None:
     cfg["options"]["toxicity_scorer"] = None  # null turns it off: nothing to check
     path.write_text(yaml.safe_dump(cfg))
     assert load_suite(str(path)).scorer_refs() == [("sentiment_scorer", "sentiment", None)]
+
+
+@pytest.mark.parametrize(("kind", "option", "key"), [
+    ("citations", {"reference": "../elsewhere/ref.yml"}, "options.reference"),
+    ("counterfactual", {"groups": "../elsewhere/ref.yml"}, "options.groups"),
+])
+def test_other_files_a_suite_reads_obey_the_same_rule(kind: str, option: dict[str, str], key: str, tmp_path: Path) -> None:
+    """Group lists and reference lists are suite data too: outside the folder is exit 2, naming the option."""
+    outside = tmp_path / "elsewhere" / "ref.yml"
+    outside.parent.mkdir(parents=True)
+    outside.write_text("{}\n")
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    (folder / "p.jsonl").write_text(json.dumps({"id": "a", "prompt": "Cite a case about {person}."}) + "\n")
+    path = folder / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "kind": kind, "data": "p.jsonl", "options": option}))
+    with pytest.raises(UserError, match=rf"{key}.*resolves to {outside.resolve()}, outside"):
+        load_suite(str(path))

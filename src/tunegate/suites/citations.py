@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunegate.config import format_validation_error, read_yaml
-from tunegate.data import Row
+from tunegate.data import Row, resolve_data_path
 from tunegate.errors import UserError
 from tunegate.metric import Metric
 from tunegate.request import GenerateRequest, Request, Response
@@ -170,8 +170,7 @@ class Citations(SuiteKind):
 
     def __init__(self, config: Any, base_dir: Path) -> None:
         super().__init__(config, base_dir)
-        path = Path(self.options.reference)
-        self.reference_path = path if path.is_absolute() else base_dir / path
+        self.reference_path = resolve_data_path(self.options.reference, base_dir, "options.reference")
         raw = read_yaml(self.reference_path)
         try:
             refs = ReferenceList.model_validate(raw or {})

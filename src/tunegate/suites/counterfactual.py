@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tunegate.config import format_validation_error, read_yaml
-from tunegate.data import Row
+from tunegate.data import Row, resolve_data_path
 from tunegate.errors import UserError
 from tunegate.metric import Metric
 from tunegate.request import GenerateRequest, Request, Response
@@ -160,7 +160,7 @@ class Counterfactual(SuiteKind):
         spec = self.options.groups
         if isinstance(spec, dict):
             return spec, json.dumps(spec, sort_keys=True).encode()
-        path = Path(spec) if Path(spec).is_absolute() else base_dir / spec
+        path = resolve_data_path(spec, base_dir, "options.groups")  # confined like data: (exit 2 outside)
         raw = read_yaml(path)
         try:
             groups = CounterfactualOptions.model_validate({"groups": raw}).groups

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunegate.config import DataSource
-from tunegate.data import Row, read_rows
+from tunegate.data import Row, read_rows, resolve_data_path
 from tunegate.errors import UserError
 from tunegate.metric import Metric
 from tunegate.request import GenerateRequest, Request, Response
@@ -132,9 +132,7 @@ class Memorization(SuiteKind):
         src = self.config.data
         if src.path is None or not src.path.lower().endswith(".json"):
             return src, None
-        path = Path(src.path)
-        if not path.is_absolute():
-            path = self.base_dir / path
+        path = resolve_data_path(src.path, self.base_dir, "data.path")
         if not path.is_file():
             raise UserError(f"{path}: data file not found (data.path is resolved relative to the suite file)")
         try:
