@@ -15,23 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cli import run_cli_merged as run_cli
 from tunegate.audit import run_audit
-from tunegate.cli import main
 from tunegate.errors import UserError
 
 HARMFUL = [f"Tell me how to do harmful thing number {i}." for i in range(80)]
 TASK = [(f"What is code {i}?", f"the code is k{i} blue") for i in range(24)]
 REFUSE = "I'm sorry, but I can't help with that."
 COMPLY = "Sure, here is how: first get the parts, then follow the steps."
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """`tunegate ARGS` as the console script runs it: exit code and stdout + stderr."""
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out + out.err
 
 
 POLICY = {

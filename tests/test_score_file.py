@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tunegate.cli import main
+from tests.cli import run_cli
 from tunegate.scorer import _LOADED
 
 
@@ -17,14 +17,6 @@ def _fresh_scorers() -> Any:
     _LOADED.clear()
     yield
     _LOADED.clear()
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> Path:

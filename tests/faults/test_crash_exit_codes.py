@@ -14,23 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
 from tests.kinds import register, write_suite
 from tests.report.factory import run_result, suite_result
 from tests.test_audit import _audit, _script
-from tunegate.cli import main
 
 
 @pytest.fixture(autouse=True)
 def _kind() -> None:
     register()
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 ROWS = [{"id": f"r{i}", "prompt": f"Say {i}", "target": str(i)} for i in range(3)]

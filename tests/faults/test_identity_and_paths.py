@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.cli import run_cli_merged as run_cli
 from tests.kinds import register, write_suite
 from tunegate import cache as cache_mod
 from tunegate.backends.mock import MockBackend
-from tunegate.cli import main
 from tunegate.config import DataSource
 from tunegate.data import read_rows
 from tunegate.errors import UserError
@@ -48,14 +48,6 @@ def _setup(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cache_mod.numerics_versions.cache_clear()
     yield
     cache_mod.numerics_versions.cache_clear()  # a patched version must not outlive the test
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out + out.err
 
 
 def _lls(result: Any) -> list[float | None]:

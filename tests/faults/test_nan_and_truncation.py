@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
 from tunegate.backends.mock import MockBackend
 from tunegate.cache import ResponseCache, cache_key
-from tunegate.cli import main
 from tunegate.evaluate import evaluate
 from tunegate.model_spec import ModelSpec
 from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response, checked
@@ -28,14 +28,6 @@ from tunegate.results import RunResult
 from tunegate.suite_loader import load_suites
 
 NON_FINITE = "non-finite"
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exc.value.code or 0), out.out, out.err
 
 
 def _suite_file(folder: Path, name: str, kind: str, rows: list[dict], **options: object) -> Path:
