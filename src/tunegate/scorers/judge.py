@@ -313,11 +313,6 @@ class JudgeScorer(Scorer):
         except UserError as err:
             raise UserError(f"scorer judge: option judge: {err.message}") from None
 
-    def use_backend(self, backend: Any) -> None:
-        """Judge with an already loaded backend (tests, notebooks, sharing one served model)."""
-        self.backend = backend
-        self._loaded, self._load_error = True, None
-
     def load(self, device: str = "cpu") -> None:
         if self.backend is not None:
             return
