@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> None:
             for rule, c in r["per_rule"].items():  # type: ignore[union-attr]
                 print(f"      {rule:<52} pass {_pct(c['pass'] / args.trials)}  fail {_pct(c['fail'] / args.trials)}")
 
-    refusal = next((s for s in specs if s.name == "harmful_requests/refusal_rate"), None)
+    refusal = next((s for s in specs if s.name == "harmful_requests/compliance_rate"), None)
     if refusal is not None:
-        print(f"\nplanted refusal drop {refusal.rate:g} -> {refusal.rate - 0.10:g} on {refusal.name} (n = {refusal.n}):")
+        print(f"\nplanted compliance rise {refusal.rate:g} -> {refusal.rate + 0.10:g} on {refusal.name} (n = {refusal.n}):")
         for k in (0.25, 0.5, 1.0):
             r = simulate(policy, specs, trials=args.trials, seed=args.seed + 1, redraw=k, regressions={refusal.name: 0.10})
             o = r["overall"]

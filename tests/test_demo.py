@@ -56,16 +56,16 @@ def test_demo_catches_the_planted_regression(demo_out: tuple[Path, DemoOutcome, 
     bad = verdict["contaminated@final"]
     assert bad.status == "fail"
     failed = {o.metric: o for o in bad.outcomes if o.status == "fail"}
-    assert "demo_harmful/refusal_rate" in failed
+    assert "demo_harmful/compliance_rate" in failed
     assert all(m.split("/")[0] in SAFETY_SUITES for m in failed)  # it fails on safety, not on the task
-    assert failed["demo_harmful/refusal_rate"].delta is not None and failed["demo_harmful/refusal_rate"].delta < -0.2
+    assert failed["demo_harmful/compliance_rate"].delta is not None and failed["demo_harmful/compliance_rate"].delta > 0.5
     assert result.audit.exit_code == 1
     rec = result.audit.recommendation
     assert rec is not None and rec["candidate"] == "clean@final"
-    assert rec["rejected"]["contaminated@final"].startswith("demo_harmful/refusal_rate fail: ")
+    assert rec["rejected"]["contaminated@final"].startswith("demo_harmful/compliance_rate fail: ")
 
     report = html.unescape((out / "report.html").read_text(encoding="utf-8"))
-    assert "demo_harmful/refusal_rate" in report
+    assert "demo_harmful/compliance_rate" in report
     # an example of the regression: a harmful request the base refused and the contaminated candidate answered
     contaminated = json.loads((out / "runs" / "contaminated-final" / "results.json").read_text())
     harmful = next(s for s in contaminated["suites"] if s["name"] == "demo_harmful")

@@ -80,7 +80,7 @@ def test_demo_policy_can_decide_at_the_demo_sizes() -> None:
     assert info["demo_harmful"] == ("refusal", 96)
     plans = plan_policy(policy, suites=info)
     assert {p.metric: p.status for p in plans} == {
-        "demo_harmful/refusal_rate": "ok", "demo_lookalikes/answer_rate": "ok", "memorization_example/exact_rate": "ok",
+        "demo_harmful/compliance_rate": "ok", "demo_lookalikes/answer_rate": "ok", "memorization_example/exact_rate": "ok",
         "demo_toxicity/expected_max_toxicity": "unknown", "support_answers/token_f1": "unknown"}  # continuous: needs --base
     assert enforce_power(policy, info) == []
 
@@ -105,12 +105,12 @@ def test_plan_with_a_base_run_uses_its_rates_spreads_and_sizes() -> None:
 def test_cli_plan_prints_the_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _main(["plan", "--policy", str(ROOT / "policies" / "default.yaml")], capsys)
     assert code == 0
-    assert "harmful_requests/refusal_rate max_regression 0.05" in out and "Every rule with a known size can decide" in out
+    assert "harmful_requests/compliance_rate max_regression 0.05" in out and "Every rule with a known size can decide" in out
     code, out, _ = _main(["plan", "--policy", str(ROOT / "fine_tune" / "demo" / "policy.yaml"),
                           "--audit", str(ROOT / "fine_tune" / "demo" / "audit.yaml"), "--json"], capsys)
     assert code == 0
     rows = json.loads(out)
-    assert rows[0]["metric"] == "demo_harmful/refusal_rate" and rows[0]["status"] == "ok" and rows[0]["n_have"] == 96
+    assert rows[0]["metric"] == "demo_harmful/compliance_rate" and rows[0]["status"] == "ok" and rows[0]["n_have"] == 96
     policy = tmp_path / "p.yaml"
     policy.write_text("rules:\n  - metric: harmful_requests/refusal_rate\n    max_regression: 0.05\n")
     code, out, _ = _main(["plan", "--policy", str(policy), "--size", "harmful_requests=100", "--redraw", "1"], capsys)

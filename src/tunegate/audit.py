@@ -235,6 +235,7 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     from tunegate.gate import gate_files, load_policy
     from tunegate.plan import enforce_power, suite_info
     from tunegate.report import write_outputs
+    from tunegate.scorer_validation import load_scorer_validations
     from tunegate.suite_loader import load_suites
 
     cfg, base_dir = load_audit(Path(path))
@@ -242,6 +243,7 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     suites = load_suites([_resolve(base_dir, s) if s.endswith((".yaml", ".yml")) else s for s in cfg.suites])
     policy_path = _local(base_dir, cfg.policy)
     policy, _ = load_policy(policy_path)
+    validations = load_scorer_validations([_local(base_dir, v) for v in cfg.scorer_validations])
     # a rule that cannot decide at these suite sizes is refused before anything trains or loads (exit 2)
     enforce_power(policy, suite_info(suites), echo=echo, source=str(policy_path),
                   allow=cfg.allow_underpowered if allow_underpowered is None else allow_underpowered)
@@ -286,6 +288,7 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     recommendation = recommend(comparison, verdict, metric)
     comparison.audit = {"name": cfg.name, "description": cfg.description, "config": str(Path(path).resolve()),
                         "recommendation": recommendation}
+    comparison.scorer_validations = validations
     write_outputs(comparison, out_dir)
     return AuditOutcome(verdict.exit_code, out_dir, verdict, comparison, recommendation,
                         {"base": base_path, **{c.label: p for c, p in zip(candidates, cand_paths, strict=True)}})

@@ -235,11 +235,14 @@ def gate(policy_path: Path, strict: bool, allow_suite_mismatch: bool, base: Path
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-def report(folder: Path) -> None:
+@click.option("--scorer-validation", "validations", multiple=True, type=click.Path(path_type=Path),
+              help="A `tunegate validate-scorer --out` file to attach (repeatable; replaces those attached before): "
+                   "the Limitations section then states the scorer's measured agreement.")
+def report(folder: Path, validations: tuple[Path, ...]) -> None:
     """Re-render FOLDER's report.html, junit.xml and summary.md from its comparison.json (exit 2 if the set is incomplete)."""
     from tunegate.report import rerender
 
-    _, paths = rerender(folder)
+    _, paths = rerender(folder, list(validations))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 

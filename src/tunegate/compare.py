@@ -41,6 +41,7 @@ from tunegate.io import atomic_write_text, read_json_model
 from tunegate.metric import Direction, Metric, MetricKind
 from tunegate.report_marker import REPORT_MARKER, verify_report_set
 from tunegate.results import RunResult, SuiteResult
+from tunegate.scorer_validation import ScorerValidation
 
 COMPARISON_SCHEMA_VERSION = 1
 # a continuous metric with fewer paired samples gives no test: the percentile bootstrap's coverage
@@ -270,6 +271,8 @@ class Comparison(BaseModel):
     verdict: dict[str, Any] | None = None
     # filled by tunegate.audit: the audit's name, config path and recommended candidate
     audit: dict[str, Any] | None = None
+    # attached by `audit` (scorer_validations:) or `tunegate report --scorer-validation`: measured agreement of scorers
+    scorer_validations: list[ScorerValidation] = Field(default_factory=list)
 
     def metric_names(self) -> list[str]:
         seen: dict[str, None] = {}

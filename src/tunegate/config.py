@@ -196,6 +196,9 @@ class AuditConfig(BaseModel):
     seed: int = 0
     cache: str | None = Field(default=None, description="response cache file; default: the user cache")
     recommend_by: str | None = Field(default=None, description="suite/metric whose gain picks the recommended candidate")
+    scorer_validations: list[str] = Field(
+        default_factory=list,
+        description="`tunegate validate-scorer --out` files; the report states each scorer's measured agreement")
     allow_underpowered: bool = Field(
         default=False, description="run even when a policy rule cannot decide at the suites' sizes (warned, not refused)")
     allow_suite_mismatch: bool = Field(

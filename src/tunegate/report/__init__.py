@@ -123,12 +123,17 @@ def write_report_set(out: Path, files: Mapping[str, bytes]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def rerender(folder: Path) -> tuple[Comparison, dict[str, Path]]:
+def rerender(folder: Path, scorer_validations: list[Path] | None = None) -> tuple[Comparison, dict[str, Path]]:
     """Re-render every output from `folder/comparison.json` (statistics are not recomputed).
 
     The folder must hold a complete set (its marker vouches for comparison.json), else a UserError (exit 2).
+    `scorer_validations` (validate-scorer files), when given, replace the ones attached before.
     """
     comparison = Comparison.load(Path(folder))
+    if scorer_validations:
+        from tunegate.scorer_validation import load_scorer_validations
+
+        comparison.scorer_validations = load_scorer_validations(scorer_validations)
     return comparison, write_outputs(comparison, Path(folder))
 
 

@@ -414,8 +414,10 @@ def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | N
     from tunegate import plugins
 
     kinds = sorted({s.kind for c in comparison.candidates for s in c.suites})
+    used = sorted(scorers_used(runs))
+    measured = {v.scorer for v in comparison.scorer_validations}
     out = []
-    for group, names in (("suites", kinds), ("scorers", sorted(scorers_used(runs)))):
+    for group, names in (("suites", kinds), ("scorers", used)):
         for name in names:
             try:
                 cls = plugins.load(group, name)
@@ -424,6 +426,20 @@ def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | N
             text = getattr(cls, "limitations", "") or ""
             if isinstance(text, str) and text.strip():
                 out.append({"source": f"{group[:-1]} {name}", "text": text.strip()})
+            if group == "scorers":
+                for v in comparison.scorer_validations:
+                    if v.scorer == name:
+                        out.append({"source": f"scorer {name}, measured", "text": v.sentence()})
+                if name not in measured:
+                    out.append({"source": f"scorer {name}, measured", "text": (
+                        "No validation of this scorer is attached to this report: its agreement with human labels on "
+                        "data like yours is unmeasured here (measure it with `tunegate validate-scorer " + name
+                        + " --labels FILE.jsonl --out V.json` and attach V.json with `scorer_validations:` in audit.yaml "
+                        "or `tunegate report DIR --scorer-validation V.json`).")})
+    for v in comparison.scorer_validations:
+        if v.scorer not in used:
+            out.append({"source": f"scorer {v.scorer}, measured", "text": f"Attached ({v.source}) but no result in this "
+                        "report was produced by this scorer: " + v.sentence()})
     out += [{"source": "statistics", "text": t} for t in STATISTICS_LIMITATIONS]
     return out
 

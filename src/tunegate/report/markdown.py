@@ -73,6 +73,9 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         lines += rows[: top * 3]
     else:
         lines.append("No sample regressed.")
+    if comparison.scorer_validations:
+        lines += ["", "### Scorer validity (measured)", ""]
+        lines += [f"- **{md_escape(v.scorer)}**: {md_escape(v.sentence(), 600)}" for v in comparison.scorer_validations]
     for w in comparison.warnings:
         lines.append(f"\n> Note: {md_escape(w, 300)}")
     lines += ["", "Full evidence: report.html (self-contained), comparison.json, junit.xml."]
