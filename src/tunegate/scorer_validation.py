@@ -118,7 +118,7 @@ def load_scorer_validation(path: Path) -> ScorerValidation:
             scorer=str(obj["scorer"]), score=str(obj.get("score", "")), options=dict(obj.get("options") or {}),
             scorer_version=str(obj.get("scorer_version", "")), source=path.name,
             sha256=hashlib.sha256(raw).hexdigest(), labels_file=str(labels.get("path", "")),
-            labels_sha256=str(labels.get("sha256", "")), mode=str(obj.get("mode", "")), n=int(obj.get("scored", obj["n"])),
+            labels_sha256=str(labels.get("sha256", "")), mode=str(obj.get("mode", "")), n=int(obj["scored"] if "scored" in obj else obj["n"]),
             agreement=agreement, cohen_kappa=kappa, auroc=_figure(obj.get("auroc")),
             binary_agreement=_figure(binary.get("agreement")) if binary else None,
             binary_kappa=_figure(binary.get("cohen_kappa")) if binary else None,
