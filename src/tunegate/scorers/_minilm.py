@@ -58,7 +58,9 @@ class SentenceEmbedder(_TorchClassifier):
     def load(self, device: str = "cpu") -> None:
         path = embedding_model_path(self.purpose)
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a scorer loading is not news: stderr stays for errors
         self.device = _resolve_device(self.options.device, device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.model = AutoModel.from_pretrained(str(path), use_safetensors=True)
