@@ -21,6 +21,10 @@ Truncation is recorded, never silent: when the first rolling window cannot
 hold the whole context, the context tokens the first continuation token could
 not condition on go into the response's `truncated_tokens`. A total that is
 not finite (a diverged model) becomes an error response, never a number.
+
+Which tokens are scored (the context/continuation boundary, the rolling
+windows) is decided in `_tokens`, shared with the `vllm` backend; this module
+only decides how to compute them with transformers.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tunegate.backends._hf_tokens import encode_pair
+from tunegate.backends._tokens import dropped_context, encode_pair, windows
 from tunegate.request import LoglikelihoodRequest, Response, checked
 
 if TYPE_CHECKING:
     from tunegate.backends.hf import HFBackend
 
 T = TypeVar("T")
+
+__all__ = ["budget_batches", "dropped_context", "loglikelihood", "windows"]  # windows: the shared rule, re-exported
 
 
 @dataclass
@@ -55,30 +61,6 @@ class _Group:
     @property
     def cont_width(self) -> int:
         return max(len(c) for _, c in self.members) - 1
-
-
-def windows(context: list[int], continuation: list[int], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """Split scoring of `continuation` after `context` into (inputs, targets) rows of at most `max_length` inputs.
-
-    Row k predicts targets S[a:b] of S = context + continuation from inputs
-    S[s:b-1], s = max(0, b-1-max_length): the targets are the last b-a
-    predictions of the row, each conditioned on as much text as fits.
-    """
-    seq = context + continuation
-    rows = []
-    a = len(context)
-    while a < len(seq):
-        b = min(len(seq), a + max_length)
-        s = max(0, b - 1 - max_length)
-        rows.append((seq[s : b - 1], seq[a:b]))
-        a = b
-    return rows
-
-
-def dropped_context(n_context: int, n_continuation: int, max_length: int) -> int:
-    """Context tokens missing from the inputs of `windows`' first row (0 when the pair fits the window)."""
-    first_end = min(n_context + n_continuation, n_context + max_length)
-    return max(0, first_end - 1 - max_length)
 
 
 def budget_batches(items: Sequence[T], cost: Callable[[list[T]], int], max_rows: int, max_tokens: int) -> list[list[T]]:
