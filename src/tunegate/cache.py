@@ -9,19 +9,33 @@ An upgrade never serves stale answers as fresh: the key holds the backend's
 versions of the packages that change numerics (`NUMERICS_PACKAGES`: torch,
 transformers, peft, tokenizers; a backend may name its own subset, the
 `openai` backend none). Changing any of them is a cache miss.
+
+Several processes: SQLite's own locking makes concurrent readers and writers
+of one cache file safe on a local filesystem (WAL journal, a 60 s busy
+timeout). Data-parallel ranks do not rely on it, because WAL does not work on
+network filesystems, where the cache of a multi-machine run lives: only rank 0
+opens the cache file, and every other rank commits its answers to a spool of
+its own (`spool_cache`: one writer, rollback journal, beside the cache file in
+`<cache>.spool/`), which rank 0 folds into the cache after the ranks meet
+(`absorb_spools`) and again at the start of the next run, so the answers of a
+rank that died are not lost.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import socket
 import sqlite3
+import sys
 from collections.abc import Iterable
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
 
@@ -65,16 +79,22 @@ def cache_key(fingerprint: str, settings: dict[str, Any], request: Loglikelihood
 
 
 class ResponseCache:
-    """A small key -> Response JSON store. `path=None` disables caching (nothing persists)."""
+    """A small key -> Response JSON store. `path=None` disables caching (nothing persists).
 
-    def __init__(self, path: Path | None) -> None:
+    `wal=False` keeps SQLite's rollback journal: the choice for a spool, which
+    has one writer and may sit on a network filesystem.
+    """
+
+    def __init__(self, path: Path | None, *, wal: bool = True) -> None:
         self.path = path
         self._mem: dict[str, str] = {}
         self._db: sqlite3.Connection | None = None
+        self._lock: IO[str] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            if wal:
+                self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, response TEXT NOT NULL)")
             self._db.commit()
 
@@ -101,7 +121,62 @@ class ResponseCache:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)", rows)
 
+    def absorb_spools(self) -> int:
+        """Fold every finished spool beside this cache into it and delete the spool; returns the rows taken.
+
+        A spool whose writer still holds its lock (a live rank of another run
+        sharing this cache folder) is left alone. Only the process that owns
+        the cache calls this (rank 0), while no rank of its own run writes.
+        """
+        if self.path is None or self._db is None:
+            return 0
+        folder = spool_folder(self.path)
+        taken = 0
+        for spool in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
+            lock_path = spool.with_suffix(".lock")
+            with open(lock_path, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # still being written
+                try:
+                    src = sqlite3.connect(str(spool), timeout=60)
+                    try:
+                        rows = list(src.execute("SELECT key, response FROM responses"))
+                    finally:
+                        src.close()
+                except sqlite3.DatabaseError as exc:  # a spool cut short by a crash before its first commit
+                    print(f"warning: skipping unreadable response spool {spool}: {exc}", file=sys.stderr)
+                    rows = []
+                with self._db:
+                    self._db.executemany("INSERT OR IGNORE INTO responses (key, response) VALUES (?, ?)", rows)
+                taken += len(rows)
+                for leftover in (spool, spool.with_name(spool.name + "-journal"), lock_path):
+                    with contextlib.suppress(FileNotFoundError):
+                        leftover.unlink()
+        return taken
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+        if self._lock is not None:
+            self._lock.close()  # releases the spool's lock: rank 0 may take it now
+            self._lock = None
+
+
+def spool_folder(cache_path: Path) -> Path:
+    """Where the data-parallel ranks of runs on `cache_path` leave their answers for rank 0."""
+    return cache_path.with_name(cache_path.name + ".spool")
+
+
+def spool_cache(cache_path: Path, rank: int) -> ResponseCache:
+    """A fresh spool for one rank's answers, locked while this process writes it (one writer, no WAL)."""
+    folder = spool_folder(cache_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"rank{rank}-{socket.gethostname()}-{os.getpid()}"
+    lock = open(folder / f"{stem}.lock", "a")  # noqa: SIM115 - held until the spool closes
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    cache = ResponseCache(folder / f"{stem}.sqlite", wal=False)
+    cache._lock = lock
+    return cache

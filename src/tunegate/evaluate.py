@@ -3,15 +3,21 @@
 The CLI, the audit and notebooks all come through here, so validation happens
 in one order everywhere: suites and their data first, then the model spec, and
 only then does a model load.
+
+Under a data-parallel launch (`tunegate.distributed`) every rank comes through
+here too: rank 0 opens the response cache, the other ranks a spool of their
+own beside it, and every rank returns the same `RunResult` (only rank 0 should
+write it; `is_main_process()` says which).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tunegate import plugins
+from tunegate import distributed, plugins
 from tunegate.backend import Backend
-from tunegate.cache import ResponseCache, default_cache_path
+from tunegate.cache import ResponseCache, default_cache_path, spool_cache
+from tunegate.errors import UserError
 from tunegate.model_spec import ModelSpec
 from tunegate.results import RunResult
 from tunegate.runner import Runner, RunOptions
@@ -24,11 +30,28 @@ def backend_class(spec: ModelSpec) -> type[Backend]:
     return cls
 
 
+def is_main_process() -> bool:
+    """False on the data-parallel ranks other than 0: they compute, but write no results and print no summary."""
+    return distributed.current().is_main
+
+
 def load_backend(spec: ModelSpec) -> Backend:
-    """Check the spec, then load the model (the expensive step)."""
+    """Check the spec, then load the model (the expensive step); a data-parallel rank joins its peers first."""
     cls = backend_class(spec)
     cls.check(spec)
+    distributed.current()  # sets this rank's thread share and GPU before the model loads
     return cls(spec)
+
+
+def open_cache(path: Path | None) -> ResponseCache:
+    """The response cache of this process: the cache itself, or on a data-parallel rank other than 0 its spool."""
+    ranks = distributed.current()
+    if not ranks.parallel:
+        return ResponseCache(path)
+    if path is None:
+        raise UserError("a data-parallel run hands the ranks' answers to rank 0 through the response cache; "
+                        "drop --no-cache (give --cache PATH on a filesystem every machine shares)")
+    return ResponseCache(path) if ranks.is_main else spool_cache(path, ranks.rank)
 
 
 def evaluate(
@@ -52,7 +75,7 @@ def evaluate(
         backend = load_backend(spec)
     if cache_path is True:
         cache_path = default_cache_path()
-    cache = ResponseCache(cache_path or None)
+    cache = open_cache(cache_path or None)
     options = options or RunOptions()
     if not options.config:
         options.config = {

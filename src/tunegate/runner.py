@@ -12,6 +12,12 @@ No value is invented: every backend answer and every cache hit goes through
 miss and is recomputed; error responses are never cached). Truncation is
 recorded per sample (`truncated`, `truncated_tokens`) and counted per suite; a
 suite with the option `truncation: error` errors its truncated samples.
+
+Under a data-parallel launch (`tunegate.distributed`) every rank gathers the
+same requests, rank 0 decides from the cache what is still to compute, each
+rank answers its shard, and rank 0 collects the answers from the cache folder,
+scores and hands the one result to every rank. Single-process runs take the
+same path with one rank.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from tunegate import provenance
+from tunegate import distributed, energy, provenance
 from tunegate.backend import Backend
 from tunegate.cache import ResponseCache, cache_key
+from tunegate.errors import IncompleteError
 from tunegate.request import LoglikelihoodRequest, Request, Response, checked
 from tunegate.results import RunResult, SampleResult, SuiteResult
 from tunegate.sample import Sample
@@ -119,7 +126,7 @@ class Runner:
         for k, r in todo.items():
             by_type[r.kind].append((k, r))
         total = sum(len(v) for v in by_type.values())
-        show = self.options.progress and total > 0 and sys.stderr.isatty()
+        show = self.options.progress and total > 0 and sys.stderr.isatty() and distributed.current().is_main
         with tqdm(total=total, desc=f"{self.backend.spec.display_name}", unit="req", disable=not show) as bar:
             for kind, items in by_type.items():
                 items.sort(key=lambda kr: _order(kr[1]))
@@ -203,19 +210,40 @@ class Runner:
         settings = self.backend.cache_settings()
         device = str(settings.get("device", "cpu"))
         prov = provenance.collect(self.options.config, self.options.seed, device)
+        if "dtype" in settings:  # the resolved dtype (auto -> bfloat16/float32), which the cache key also holds
+            prov = prov.model_copy(update={"dtype": settings["dtype"]})  # an extra field of Provenance
+        meter, energy_method = energy.meter_for(device)  # NVML on a GPU, RAPL on a CPU, else "unavailable" with why
         context = RunContext(seed=self.options.seed, device=device, supports=self.backend.supports)
         for suite in self.suites:
             suite.setup(context)
+        ranks = distributed.current()
         pending = self._gather(fingerprint, settings)
         # a skipped sample keeps its requests but has no keys (nothing to ask)
         needed = {k: r for p in pending for k, r in zip(p.keys, p.requests, strict=False)}
-        # a cached entry that is not a usable value (e.g. the null an old cache stored for NaN) is a miss
-        answers = {k: r for k, r in self.cache.get_many(needed).items() if checked(r).ok}
+        answers: dict[str, Response] = {}
+        if ranks.is_main:
+            if ranks.parallel:
+                self.cache.absorb_spools()  # answers that ranks of an interrupted run left behind
+            # a cached entry that is not a usable value (e.g. the null an old cache stored for NaN) is a miss
+            answers = {k: r for k, r in self.cache.get_many(needed).items() if checked(r).ok}
         hits = len(answers)
-        todo = {k: r for k, r in needed.items() if k not in answers}
+        todo_keys = ranks.broadcast([k for k in needed if k not in answers], "agreeing on the requests to compute")
+        unknown = distributed.missing_keys(todo_keys, needed)
+        if unknown:
+            raise IncompleteError(f"data-parallel rank {ranks.rank}: {len(unknown)} of rank 0's requests are not among "
+                                  "this rank's; every rank must run the same suites with the same model settings")
+        todo = {k: needed[k] for k in todo_keys}
         t1 = time.perf_counter()
-        self._compute(todo, answers)
+        self._compute(distributed.shard(todo, ranks.rank, ranks.world_size, _order), answers)
+        if ranks.parallel:
+            if not ranks.is_main:
+                self.cache.close()  # the spool: committed, and its lock released for rank 0
+            ranks.barrier("waiting for every rank to answer its share")
+            if ranks.is_main:
+                self._collect(todo, answers)
         t2 = time.perf_counter()
+        if not ranks.is_main:
+            return RunResult.model_validate_json(ranks.broadcast("", "waiting for rank 0's results"))
 
         by_suite: dict[str, list[_Pending]] = defaultdict(list)
         for p in pending:
@@ -237,11 +265,41 @@ class Runner:
             )
         t3 = time.perf_counter()
         prov.finished_at = provenance.now_iso()
+        if ranks.parallel:  # the data-parallel ranks that shared the compute (an extra field of Provenance)
+            prov = prov.model_copy(update={"processes": ranks.world_size})
         prov.timings = {"prepare_s": round(t1 - t0, 3), "compute_s": round(t2 - t1, 3), "score_s": round(t3 - t2, 3),
                         "total_s": round(t3 - t0, 3)}
+        scope = (f"rank 0's device only, of {ranks.world_size} data-parallel processes" if ranks.parallel
+                 else f"this run's device ({device})")
+        prov = prov.model_copy(update={  # extra fields of Provenance: energy (measured or why not) and device-hours
+            "energy": energy.run_energy(meter.stop(), energy_method, scope=scope),
+            "device_hours": round((t3 - t0) * (ranks.world_size if ranks.parallel else 1) / 3600, 6),
+            "device_hours_definition": "wall time of the run x processes (one device each)"})
         result = RunResult(
             model=self.backend.spec, model_fingerprint=fingerprint, model_identity=self.backend.identity(),
             suites=suite_results, cache={"hits": hits, "computed": len(todo)}, provenance=prov,
         )
         result.complete = result.counts().get("errored", 0) == 0
+        if ranks.parallel:
+            ranks.broadcast(result.model_dump_json(), "handing out the results")
         return result
+
+    def _collect(self, todo: dict[str, Request], answers: dict[str, Response]) -> None:
+        """Rank 0, after the barrier: the other ranks' answers from the cache folder; anything missing is computed here.
+
+        Failed requests are never cached, so they are missing by design (asked
+        again here, as a single process would have them answered). Answers
+        missing for any other reason mean the spools are not visible from
+        here (a cache folder not shared between machines): the result is
+        still complete and right, only slower, and the user is told.
+        """
+        self.cache.absorb_spools()
+        rest = [k for k in todo if k not in answers]
+        got = {k: r.model_copy(update={"cached": False}) for k, r in self.cache.get_many(rest).items() if checked(r).ok}
+        answers.update(got)
+        missing = {k: todo[k] for k in rest if k not in got}
+        if missing:
+            print(f"warning: {len(missing)} answer(s) of other ranks were not in the cache folder (failed requests are "
+                  "never cached; or the folder is not shared between machines): computing them on rank 0",
+                  file=sys.stderr)
+            self._compute(missing, answers)
