@@ -1,171 +1,212 @@
-"""How far can the safety scorers be trusted? Measure them against labelled data.
+"""How far can the safety scorers be trusted? Every labelled set we have, every scorer, one table.
 
-Toxicity scorers: the Davidson et al. (2017) tweets (`labeled_data.csv`: class 0
-hate speech, 1 offensive, 2 neither; 0 and 1 count as toxic) go through the
-same code path as `tunegate score` (`tunegate.score_file.score_file`), and the
-script reports AUROC and accuracy / precision / recall at the 0.5 threshold.
+    python benchmarks/scorer_quality.py [--out benchmarks/results/scorer_quality.json] [--skip-large] [--resamples N]
 
-A Davidson figure is an upper bound for profanity-check: alt-profanity-check
-was trained on the Davidson data (its README says so), so it is in-sample.
-The 60 hand-written texts in `benchmarks/data/toxicity_check.jsonl` are out of
-sample for every scorer and split explicit, implicit (no profanity) and benign
-look-alike texts, which is where lexical scorers differ.
+Each (scorer, labelled set) pair goes through `tunegate.validate_scorer.validate_scorer`, the code behind
+`tunegate validate-scorer`: agreement, Cohen's kappa, AUROC for continuous scorers, with bootstrap 95%
+intervals. Each set is listed with its *role*: whether the scorer was trained or tuned on it (a development
+figure, optimistic) or never saw it (a held-out figure). Read the held-out rows.
 
-Refusal scorer: agreement with the hand-labelled responses in
-`tests/data/refusal_labelled.jsonl` (3-way and refused-or-partial vs complied),
-next to the starts-with phrase baseline.
+Refusal (`refusal`, its `method: rules`, and the usual starts-with phrase baseline): the sets of
+benchmarks/data and tests/data (docs/safety.md says how each was written and split). Rows labelled
+`off_topic` (the independent sets B and C) are not one of the scorer's three classes; they are left out of
+the agreement and counted in the on-topic check instead.
 
-    python benchmarks/scorer_quality.py [--davidson PATH] [--scorer profanity-check] [--option k=v] [--limit N]
+Toxicity (`profanity-check`, `embedding-toxicity`): the 60 texts of benchmarks/data/toxicity_check.jsonl,
+the team's tests/data/toxicity_labelled.jsonl, and, when ../shared/datasets is present, the held-out test
+splits of ToxiGen and Davidson as `benchmarks/train_embedding_toxicity.py` defines them (never copied into
+the project). profanity-check was trained on Davidson, so its Davidson figure is in-sample.
 
-Prints one JSON object; the figures in docs/safety.md come from this script.
-The Davidson file is not part of the project: it is read from
-../shared/datasets (or --davidson) and never copied.
+The judge scorer is not measured here: it needs a judge model (docs/judge.md); measure it with
+`tunegate validate-scorer judge --option judge=... --labels FILE`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import importlib.util
 import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DAVIDSON = ROOT.parent / "shared" / "datasets" / "davidson_hate_offensive" / "labeled_data.csv"
+DATA = ROOT / "benchmarks" / "data"
+SHARED = ROOT.parent / "shared" / "datasets"
+
+Row = dict[str, Any]
 
 
-def auroc(labels: list[int], scores: list[float]) -> float | None:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half); None with one class only."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    pos = sum(labels)
-    neg = len(labels) - pos
-    if pos == 0 or neg == 0:
-        return None
-    rank_sum = sum(r for r, y in zip(ranks, labels, strict=True) if y == 1)
-    return float((rank_sum - pos * (pos + 1) / 2) / (pos * neg))
+@dataclass(frozen=True)
+class LabelledSet:
+    name: str
+    task: str  # "refusal" or "toxicity"
+    role: str
+    rows: Callable[[], list[Row]]
+    large: bool = False
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
+def _jsonl(path: Path) -> list[Row]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def toxicity_quality(path: Path, scorer: str, options: dict[str, Any], limit: int | None, device: str) -> dict[str, Any]:
-    from tunegate.score_file import score_file
+def _refusal_rows(path: Path, split: str | None = None) -> Callable[[], list[Row]]:
+    def load() -> list[Row]:
+        return [{"text": r["response"], "label": r["label"], "prompt": r.get("prompt")} for r in _jsonl(path)
+                if (split is None or r.get("split") == split)]
+    return load
 
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if limit:
-        rows = rows[:limit]
+
+def _toxicity_rows(path: Path, label: str) -> Callable[[], list[Row]]:
+    return lambda: [{"text": r["text"], "label": r[label]} for r in _jsonl(path)]
+
+
+def _trainer() -> Any:
+    spec = importlib.util.spec_from_file_location("train_embedding_toxicity", ROOT / "benchmarks" / "train_embedding_toxicity.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["train_embedding_toxicity"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _shared_test_split(which: str) -> Callable[[], list[Row]]:
+    def load() -> list[Row]:
+        t = _trainer()
+        rows = t.load_toxigen(SHARED) if which == "toxigen" else t.load_davidson(SHARED)
+        return [{"text": text, "label": y} for text, y in rows if t.split_of(text) == "test"]
+    return load
+
+
+SETS = [
+    LabelledSet("refusal_heldout_c (independent writer)", "refusal", "held out: never trained or tuned on; scored once",
+                _refusal_rows(DATA / "refusal_heldout_c.jsonl")),
+    LabelledSet("refusal_train split heldout", "refusal", "held out (same writer as the training rows)",
+                _refusal_rows(DATA / "refusal_train.jsonl", "heldout")),
+    LabelledSet("tests/data/refusal_labelled", "refusal", "never trained on; the rules were tuned on it",
+                _refusal_rows(ROOT / "tests" / "data" / "refusal_labelled.jsonl")),
+    LabelledSet("refusal_heldout_b (independent writer)", "refusal",
+                "development: held out for round 1, then trained on (round 2)", _refusal_rows(DATA / "refusal_heldout_b.jsonl")),
+    LabelledSet("refusal_dev", "refusal", "development: rules tuned on it, trained on (round 2)",
+                _refusal_rows(DATA / "refusal_dev.jsonl")),
+    LabelledSet("refusal_train split train", "refusal", "development: trained on", _refusal_rows(DATA / "refusal_train.jsonl", "train")),
+    LabelledSet("toxicity_check (60 team texts)", "toxicity", "held out: never trained or tuned on",
+                _toxicity_rows(DATA / "toxicity_check.jsonl", "toxic")),
+    LabelledSet("tests/data/toxicity_labelled", "toxicity", "never trained on",
+                _toxicity_rows(ROOT / "tests" / "data" / "toxicity_labelled.jsonl", "label")),
+    LabelledSet("ToxiGen test split", "toxicity", "held out for embedding-toxicity (scored twice, docs/safety.md)",
+                _shared_test_split("toxigen")),
+    LabelledSet("Davidson test split", "toxicity", "held out for embedding-toxicity; in-sample for profanity-check",
+                _shared_test_split("davidson"), large=True),
+]
+
+SCORERS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "refusal": [("refusal", {}), ("refusal", {"method": "rules"})],
+    "toxicity": [("embedding-toxicity", {}), ("profanity-check", {})],
+}
+
+
+def _figure(rep: dict[str, Any], key: str) -> dict[str, Any] | None:
+    m = rep.get(key)
+    return {"value": m["value"], "ci95": m.get("ci95")} if isinstance(m, dict) and m.get("value") is not None else None
+
+
+def measure(s: LabelledSet, rows: list[Row], scorer: str, options: dict[str, Any], resamples: int) -> dict[str, Any]:
+    from tunegate.validate_scorer import validate_scorer
+
+    kept = [r for r in rows if r["label"] != "off_topic"]
     with tempfile.TemporaryDirectory() as tmp:
-        src, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
-        src.write_text("".join(json.dumps({"text": r["tweet"], "class": int(r["class"])}) + "\n" for r in rows),
-                       encoding="utf-8")
+        path = Path(tmp) / "labels.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
         t0 = time.perf_counter()
-        score_file(scorer, src, out, options, device=device)
+        rep = validate_scorer(scorer, path, options, negative_class="complied" if s.task == "refusal" else None,
+                              resamples=resamples)
         seconds = time.perf_counter() - t0
-        scored = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    labels = [1 if r["class"] in (0, 1) else 0 for r in scored]
-    probs = [float(r["toxicity"]) for r in scored]
-    pred = [p >= 0.5 for p in probs]
-    tp = sum(p and y for p, y in zip(pred, labels, strict=True))
-    fp = sum(p and not y for p, y in zip(pred, labels, strict=True))
-    fn = sum((not p) and y for p, y in zip(pred, labels, strict=True))
-    hate = [(p, r["class"]) for p, r in zip(probs, scored, strict=True) if r["class"] in (0, 2)]
-    return {
-        "dataset": "davidson_hate_offensive (class 0/1 toxic, 2 not)",
-        "scorer": scorer,
-        "options": options,
-        "n": len(scored),
-        "positives": sum(labels),
-        "auroc": _round(auroc(labels, probs)),
-        "accuracy@0.5": round(sum(p == bool(y) for p, y in zip(pred, labels, strict=True)) / len(labels), 4),
-        "precision@0.5": round(tp / (tp + fp), 4) if tp + fp else None,
-        "recall@0.5": round(tp / (tp + fn), 4) if tp + fn else None,
-        "majority_class_accuracy": round(max(sum(labels), len(labels) - sum(labels)) / len(labels), 4),
-        "auroc_hate_vs_neither": _round(auroc([1 if c == 0 else 0 for _, c in hate], [p for p, _ in hate])),
-        "seconds": round(seconds, 2),
-    }
+    out: dict[str, Any] = {"set": s.name, "role": s.role, "scorer": scorer, "options": options, "n": rep["scored"],
+                           "errored": rep["errored"], "agreement": _figure(rep, "agreement"),
+                           "kappa": _figure(rep, "cohen_kappa"), "seconds": round(seconds, 1)}
+    if "auroc" in rep:
+        out["auroc"] = _figure(rep, "auroc")
+    if "binary" in rep:
+        out["binary_agreement"] = _figure(rep["binary"], "agreement")
+    return out
 
 
-def check_set_quality(scorer: str, options: dict[str, Any], device: str) -> dict[str, Any]:
-    """The 60 hand-written texts of benchmarks/data/toxicity_check.jsonl (out of sample for every scorer).
+def starts_with_baseline(s: LabelledSet, rows: list[Row]) -> dict[str, Any]:
+    from tunegate.scorers.refusal import baseline_label
 
-    15 explicit insults, 15 implicit / coded (no profanity), 15 plain benign, 15 benign
-    look-alikes ("kill the process", "this bug is killing me").
-    """
-    from tunegate.score_file import score_file
-
-    src = ROOT / "benchmarks" / "data" / "toxicity_check.jsonl"
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.jsonl"
-        score_file(scorer, src, out, options, device=device)
-        scored = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    labels = [int(r["toxic"]) for r in scored]
-    probs = [float(r["toxicity"]) for r in scored]
-    by_kind = {}
-    for kind in ("explicit", "implicit", "plain", "lookalike"):
-        sel = [r for r in scored if r["kind"] == kind]
-        flagged = sum(float(r["toxicity"]) >= 0.5 for r in sel)
-        by_kind[kind] = {"n": len(sel), "flagged@0.5": flagged}
-    return {
-        "dataset": f"{src.relative_to(ROOT)} ({len(scored)} hand-written texts)",
-        "auroc": _round(auroc(labels, probs)),
-        "accuracy@0.5": round(sum((p >= 0.5) == bool(y) for p, y in zip(probs, labels, strict=True)) / len(labels), 4),
-        "by_kind": by_kind,
-    }
+    kept = [r for r in rows if r["label"] != "off_topic"]
+    got = [baseline_label(r["text"]) for r in kept]
+    three = sum(g == r["label"] for g, r in zip(got, kept, strict=True)) / len(kept)
+    binary = sum((g == "complied") == (r["label"] == "complied") for g, r in zip(got, kept, strict=True)) / len(kept)
+    return {"set": s.name, "role": s.role, "scorer": "starts-with baseline", "options": {}, "n": len(kept),
+            "agreement": {"value": round(three, 4), "ci95": None}, "binary_agreement": {"value": round(binary, 4), "ci95": None}}
 
 
-def refusal_quality() -> dict[str, Any]:
-    from tunegate.scorers.refusal import analyse, baseline_label
+def on_topic_check(s: LabelledSet, rows: list[Row]) -> dict[str, Any] | None:
+    """Off-topic recall and the share of on-topic replies wrongly flagged, where the set labels off-topic rows."""
+    from tunegate import plugins
 
-    path = ROOT / "tests" / "data" / "refusal_labelled.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not any(r["label"] == "off_topic" for r in rows):
+        return None
+    scorer = plugins.load("scorers", "refusal")()
+    results = scorer.score_texts_safe([r["text"] for r in rows], [r.get("prompt") for r in rows], device="cpu")
+    flagged = [any(sc.name == "on_topic" and sc.ok and sc.value == 0 for sc in scores) for scores in results]
+    off = [f for f, r in zip(flagged, rows, strict=True) if r["label"] == "off_topic"]
+    on = [f for f, r in zip(flagged, rows, strict=True) if r["label"] != "off_topic"]
+    return {"set": s.name, "off_topic_caught": f"{sum(off)}/{len(off)}", "on_topic_flagged": f"{sum(on)}/{len(on)}"}
 
-    def agree(sel: list[dict[str, Any]], fn: Any, binary: bool = False) -> float:
-        if binary:
-            return round(sum((fn(r["response"]) != "complied") == (r["label"] != "complied") for r in sel) / len(sel), 4)
-        return round(sum(fn(r["response"]) == r["label"] for r in sel) / len(sel), 4)
 
-    ours = lambda t: analyse(t).label  # noqa: E731
-    held = [r for r in rows if int(r["id"].rsplit("-", 1)[1]) % 2 == 0]
-    dev = [r for r in rows if int(r["id"].rsplit("-", 1)[1]) % 2 == 1]
-    by_case = {}
-    for case in sorted({r["case"] for r in rows}):
-        sel = [r for r in rows if r["case"] == case]
-        by_case[case] = {"n": len(sel), "scorer": agree(sel, ours), "baseline": agree(sel, baseline_label)}
-    return {
-        "dataset": f"{path.relative_to(ROOT)} ({len(rows)} hand-labelled responses)",
-        "scorer_3way": agree(rows, ours), "scorer_3way_dev": agree(dev, ours), "scorer_3way_held_out": agree(held, ours),
-        "scorer_binary": agree(rows, ours, True),
-        "baseline_3way": agree(rows, baseline_label), "baseline_binary": agree(rows, baseline_label, True),
-        "by_case": by_case,
-    }
+def _fmt(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "-"
+    ci = m.get("ci95")
+    return f"{m['value']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--davidson", type=Path, default=DEFAULT_DAVIDSON)
-    ap.add_argument("--scorer", default="profanity-check")
-    ap.add_argument("--option", action="append", default=[], help="scorer option key=value")
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scorer_quality.json")
+    ap.add_argument("--skip-large", action="store_true", help="leave out the 4,893-tweet Davidson test split")
+    ap.add_argument("--resamples", type=int, default=1000)
     args = ap.parse_args(argv)
-    import yaml
-
-    options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.option)}
-    report: dict[str, Any] = {"refusal": refusal_quality()}
-    report["toxicity_check_set"] = check_set_quality(args.scorer, options, args.device)
-    if args.davidson.is_file():
-        report["toxicity"] = toxicity_quality(args.davidson, args.scorer, options, args.limit, args.device)
-    else:
-        report["toxicity"] = f"skipped: {args.davidson} not found"
-    json.dump(report, sys.stdout, indent=1)
-    print()
+    rows_out: list[dict[str, Any]] = []
+    topic: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for s in SETS:
+        if s.large and args.skip_large:
+            skipped.append(f"{s.name}: --skip-large")
+            continue
+        try:
+            rows = s.rows()
+        except FileNotFoundError as exc:
+            skipped.append(f"{s.name}: {exc.filename} not found")
+            continue
+        for scorer, options in SCORERS[s.task]:
+            rows_out.append(measure(s, rows, scorer, options, args.resamples))
+            print(json.dumps(rows_out[-1]), flush=True)
+        if s.task == "refusal":
+            rows_out.append(starts_with_baseline(s, rows))
+            check = on_topic_check(s, rows)
+            if check:
+                topic.append(check)
+    report = {"rows": rows_out, "on_topic": topic, "skipped": skipped}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print("\n| set | role | scorer | n | agreement (3-class / at 0.5) | binary | AUROC |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows_out:
+        name = r["scorer"] + (f" {json.dumps(r['options'])}" if r["options"] else "")
+        print(f"| {r['set']} | {r['role']} | {name} | {r['n']} | {_fmt(r['agreement'])} | {_fmt(r.get('binary_agreement'))} "
+              f"| {_fmt(r.get('auroc'))} |")
+    for t in topic:
+        print(f"on-topic check on {t['set']}: off-topic caught {t['off_topic_caught']}, on-topic flagged {t['on_topic_flagged']}")
+    for line in skipped:
+        print(f"skipped {line}")
     return 0
 
 

@@ -193,3 +193,17 @@ def test_continuous_interval_is_withheld_when_degenerate_or_too_small() -> None:
     c = run_result("cand", [suite_result("qa", {"score": {k: v + 1 for k, v in few.items()}}, kinds=kinds)])
     m = compare_runs(b, [c], FAST).candidates[0].suites[0].metrics[0]
     assert m.ci_low is None and m.undecidable("delta") and "at least 20" in (m.undecidable("delta") or "")
+
+
+def test_a_pair_run_in_different_dtypes_or_backends_is_flagged() -> None:
+    suites = [suite_result("s", {"acc": binary("1100")}, kinds={"acc": ("binary", "higher", "mean")})]
+    base, cand, same = run_result("base", suites), run_result("cand", suites), run_result("same", suites)
+    base.model_identity.update(dtype="float32", backend="hf")
+    cand.model_identity.update(dtype="bfloat16", backend="vllm")
+    same.model_identity.update(dtype="float32", backend="hf")
+    warnings = compare_runs(base, [cand, same]).warnings
+    assert [w for w in warnings if "dtype" in w] == [
+        "base base ran with dtype float32, candidate cand with dtype bfloat16: part of each delta may come from that, "
+        "not from the weights; run both the same way"]
+    assert len([w for w in warnings if "backend hf" in w and "candidate cand" in w]) == 1
+    assert not [w for w in warnings if "candidate same" in w]

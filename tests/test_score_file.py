@@ -48,7 +48,8 @@ def test_scorer_options_are_passed(tmp_path: Path, capsys: pytest.CaptureFixture
     out_path = tmp_path / "out.jsonl"
     assert run_cli(["score", "refusal", "--input", str(src), "--output", str(out_path)], capsys)[0] == 0
     assert read_jsonl(out_path)[0]["refused"] == 0.5
-    args = ["score", "refusal", "--input", str(src), "--output", str(out_path), "--option", "partial_min_words=50"]
+    args = ["score", "refusal", "--input", str(src), "--output", str(out_path), "--option", "method=rules",
+            "--option", "partial_min_words=50"]
     assert run_cli(args, capsys)[0] == 0
     assert read_jsonl(out_path)[0]["refused"] == 1.0
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.config import AuditConfig, FinetuneBlock, FinetuneCandidate, load_yaml_model
+from tunegate.config import AuditConfig, FinetuneBlock, FinetuneCandidate, IoLogSettings, load_yaml_model
 from tunegate.errors import UserError
 from tunegate.io import atomic_write_text, check_output_folder
+from tunegate.io_log import IO_LOG_NAME, write_io_log
 from tunegate.model_spec import ModelSpec
 from tunegate.results import RunResult
 from tunegate.runner import RunOptions
@@ -44,6 +45,8 @@ class AuditOutcome:
     comparison: Any
     recommendation: dict[str, Any] | None
     runs: dict[str, Path] = field(default_factory=dict)
+    #: False on a data-parallel rank other than 0: it computed its shares of the runs; rank 0 gated and wrote
+    main_process: bool = True
 
 
 BASE_FOLDER = "_base"  # runs/_base: no candidate's folder can be named so (slugs never start with "_" or ".")
@@ -212,35 +215,50 @@ def recommend(comparison: Any, verdict: Any, metric: str | None) -> dict[str, An
 
 # ---- the whole job --------------------------------------------------------------
 def _run_model(spec: ModelSpec, suites: list[SuiteKind], cache: Path | bool, seed: int, path: Path,
-               echo: Callable[[str], None]) -> RunResult:
+               echo: Callable[[str], None], io_log: IoLogSettings | None = None) -> RunResult:
     from tunegate.evaluate import evaluate as evaluate_model
-    from tunegate.evaluate import load_backend
+    from tunegate.evaluate import is_main_process, load_backend
 
     backend = load_backend(spec)
     try:
         result = evaluate_model(spec, suites, cache_path=cache, options=RunOptions(seed=seed), backend=backend)
     finally:
         backend.close()
+    if not is_main_process():  # a data-parallel rank other than 0 writes nothing
+        return result
     result.save(path)
+    io_log = io_log or IoLogSettings()
+    write_io_log(result, path.parent / IO_LOG_NAME, redact=io_log.redact, sensitive=io_log.sensitive_suites)
     counts = result.counts()
     echo(f"  {spec.display_name}: {counts.get('scored', 0)} scored, {counts.get('errored', 0)} errored, "
          f"{counts.get('skipped', 0)} skipped; {result.cache['hits']} responses from cache, {result.cache['computed']} computed")
     return result
 
 
+def _quiet(line: str) -> None:
+    """The echo of a data-parallel rank other than 0."""
+
+
 def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None,
               allow_underpowered: bool | None = None, echo: Callable[[str], None] = print) -> AuditOutcome:
+    from tunegate.card import write_card
     from tunegate.compare import CompareSettings
-    from tunegate.evaluate import backend_class
+    from tunegate.evaluate import backend_class, is_main_process
     from tunegate.gate import gate_files, load_policy
     from tunegate.plan import enforce_power, suite_info
     from tunegate.report import write_outputs
     from tunegate.scorer_validation import load_scorer_validations
     from tunegate.suite_loader import load_suites
 
+    if not is_main_process():  # data-parallel ranks other than 0 stay quiet; rank 0 tells the story
+        echo = _quiet
     cfg, base_dir = load_audit(Path(path))
     # validate everything before a model loads
     suites = load_suites([_resolve(base_dir, s) if s.endswith((".yaml", ".yml")) else s for s in cfg.suites])
+    unknown = sorted(set(cfg.io_log.sensitive_suites) - {s.config.name for s in suites})
+    if unknown:
+        raise UserError(f"io_log.sensitive_suites: {', '.join(unknown)}: not among the audit's suites "
+                        f"({', '.join(s.config.name for s in suites)})")
     policy_path = _local(base_dir, cfg.policy)
     policy, _ = load_policy(policy_path)
     validations = load_scorer_validations([_local(base_dir, v) for v in cfg.scorer_validations])
@@ -275,20 +293,24 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     echo(f"running {len(suites)} suite(s) on the base and {len(candidates)} candidate(s)")
     runs_dir = out_dir / "runs"
     base_path = runs_dir / BASE_FOLDER / "results.json"
-    base_run = _run_model(base, suites, cache, cfg.seed, base_path, echo)
+    base_run = _run_model(base, suites, cache, cfg.seed, base_path, echo, cfg.io_log)
     cand_paths = []
     for cand in candidates:
         p = runs_dir / _slug(cand.label) / "results.json"
-        _run_model(cand.spec, suites, cache, cfg.seed, p, echo)
+        _run_model(cand.spec, suites, cache, cfg.seed, p, echo, cfg.io_log)
         cand_paths.append(p)
+    if not is_main_process():  # a data-parallel rank other than 0: its shares are computed; rank 0 gates and writes
+        return AuditOutcome(0, out_dir, None, None, None, main_process=False)
 
     settings = CompareSettings(allow_suite_mismatch=cfg.allow_suite_mismatch)
     comparison, verdict = gate_files(policy_path, base_path, cand_paths, strict=strict, settings=settings)
     metric = cfg.recommend_by or default_task_metric(suites, base_run)
     recommendation = recommend(comparison, verdict, metric)
     comparison.audit = {"name": cfg.name, "description": cfg.description, "config": str(Path(path).resolve()),
-                        "recommendation": recommendation}
+                        "recommendation": recommendation, "card": cfg.card.model_dump(mode="json")}
     comparison.scorer_validations = validations
+    # the compliance record first, so the report can link it (both read the same in-memory comparison)
+    write_card(comparison, out_dir)
     write_outputs(comparison, out_dir)
     return AuditOutcome(verdict.exit_code, out_dir, verdict, comparison, recommendation,
                         {"base": base_path, **{c.label: p for c, p in zip(candidates, cand_paths, strict=True)}})

@@ -74,12 +74,16 @@ def cli() -> None:
 @click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
               help="Response cache file (default ~/.cache/tunegate).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--redact", is_flag=True,
+              help="Drop raw text (prompts, outputs, references) of sensitive suites from OUT/io_log.jsonl.gz; "
+                   "sensitive: suites with a content warning and those named by --sensitive-suite.")
+@click.option("--sensitive-suite", "sensitive", multiple=True, help="Treat this suite as sensitive under --redact (repeatable).")
 def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | None, adapter: str | None, dtype: str,
         device: str | None, batch_size: int, max_length: int | None, label: str | None, chat_template: bool,
         trust_remote_code: bool, allow_pickle: bool, backend_options: tuple[str, ...], seed: int,
-        cache_path: Path | None, no_cache: bool) -> None:
-    """Evaluate one model on suites and write OUT/results.json."""
-    from tunegate.evaluate import evaluate
+        cache_path: Path | None, no_cache: bool, redact: bool, sensitive: tuple[str, ...]) -> None:
+    """Evaluate one model on suites and write OUT/results.json and OUT/io_log.jsonl.gz."""
+    from tunegate.evaluate import evaluate, is_main_process
     from tunegate.model_spec import ModelSpec
     from tunegate.runner import RunOptions
     from tunegate.suite_loader import load_suites
@@ -89,16 +93,25 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
         raise UserError("--suites: give at least one suite name or path (see `tunegate suites`)")
     check_output_folder(out)
     suites = load_suites(refs)  # validates every data row before the model loads
+    unknown = sorted(set(sensitive) - {su.config.name for su in suites})
+    if unknown:
+        raise UserError(f"--sensitive-suite {', '.join(unknown)}: not among the suites of this run "
+                        f"({', '.join(su.config.name for su in suites)})")
     spec = ModelSpec(model=model, backend=backend, revision=revision, adapter=adapter, dtype=dtype, device=device,  # type: ignore[arg-type]
                      batch_size=batch_size, max_length=max_length, label=label, chat_template=chat_template,
                      trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
                      options=_parse_kv(backend_options, "--option"))
     cache: Path | None | bool = None if no_cache else (cache_path or True)
     result = evaluate(spec, suites, cache_path=cache, options=RunOptions(seed=seed))
+    if not is_main_process():  # a data-parallel rank other than 0: it computed its share; rank 0 writes and reports
+        return
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "results.json")
+    from tunegate.io_log import IO_LOG_NAME, write_io_log
+
+    write_io_log(result, out / IO_LOG_NAME, redact=redact, sensitive=sensitive)
     counts = result.counts()
-    click.echo(f"wrote {out / 'results.json'}")
+    click.echo(f"wrote {out / 'results.json'}, {IO_LOG_NAME}")
     for s in result.suites:
         shown = ", ".join(f"{m.name}={m.value:.4g}" for m in s.metrics[:4] if m.value is not None)
         c = s.counts
@@ -153,12 +166,27 @@ def audit(config: Path, out: Path | None, strict: bool | None, allow_underpowere
     from tunegate.report import describe_verdict
 
     outcome = run_audit(config, out=out, strict=strict, allow_underpowered=allow_underpowered, echo=click.echo)
+    if not outcome.main_process:  # a data-parallel rank other than 0: rank 0 gates, writes and reports
+        return
     for line in describe_verdict(outcome.verdict):
         click.echo(line)
     rec = outcome.recommendation or {}
     click.echo(f"recommended: {rec.get('candidate') or 'none'} ({rec.get('reason', '')})")
     click.echo(f"report: {outcome.out / 'report.html'}")
     sys.exit(outcome.exit_code)
+
+
+@cli.command("card")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for model_card.md and technical_documentation.*.")
+@click.option("--candidate", default=None, help="The candidate the model card describes (default: the recommended one).")
+def card_cmd(folder: Path, out: Path, candidate: str | None) -> None:
+    """Write a model card and a technical documentation (EU AI Act Annex IV / XI headings) from an audit folder."""
+    from tunegate.card import card_from_folder
+
+    check_output_folder(out)
+    paths = card_from_folder(folder, out, candidate)
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 @cli.command()
@@ -353,7 +381,22 @@ def plan_cmd(policy_path: Path, base_path: Path | None, suite_refs: str | None, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn user errors into one line and an exit code."""
+    """Entry point: run the CLI and turn user errors into one line and an exit code.
+
+    Under `python -m tunegate.launch` each data-parallel rank also records its
+    exit code, because the launcher underneath reports any failure as 1.
+    """
+    from tunegate.distributed import record_exit_code
+
+    try:
+        _main(argv)
+    except SystemExit as exc:
+        record_exit_code(exc.code)
+        raise
+    record_exit_code(0)
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="tunegate", standalone_mode=False)
     except TunegateError as exc:

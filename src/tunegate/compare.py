@@ -581,10 +581,26 @@ def compare_runs(
         comps.append(CandidateComparison(model=model_info(run, path, label), suites=suites))
         if run.model_fingerprint == base.model_fingerprint:
             warnings.append(f"candidate {label} has the same weights fingerprint as the base")
+        warnings += _numeric_setting_warnings(base, run, labels[0], label)
     if not base.complete or any(not r.complete for r in candidates):
         warnings.append("at least one run is incomplete (errored samples); errored samples are left out of every pair")
     return Comparison(created_at=now_iso(), tunegate_version=tunegate_version(), settings=settings,
                       base=base_info, candidates=comps, warnings=warnings)
+
+
+def _numeric_setting_warnings(base: RunResult, run: RunResult, base_label: str, label: str) -> list[str]:
+    """A base and a candidate answered in different dtypes or by different backends differ for that reason too.
+
+    bfloat16 moves log-likelihoods by ~1e-2 nats and flips near-tied greedy tokens (docs/scaling.md has the
+    figures), so such a pair is compared, but the report says why part of a delta may not be the fine-tune's.
+    """
+    out = []
+    for key in ("dtype", "backend"):
+        a, b = base.model_identity.get(key), run.model_identity.get(key)
+        if a is not None and b is not None and a != b:
+            out.append(f"base {base_label} ran with {key} {a}, candidate {label} with {key} {b}: part of each delta may "
+                       f"come from that, not from the weights; run both the same way")
+    return out
 
 
 def load_runs(base: Path, candidates: list[Path]) -> tuple[RunResult, list[RunResult]]:

@@ -180,6 +180,39 @@ class FinetuneCandidate(BaseModel):
     finetune: FinetuneBlock
 
 
+class IoLogSettings(BaseModel):
+    """`io_log:` in audit.yaml: how each run's io_log.jsonl.gz is written (docs/compliance.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redact: bool = Field(default=False, description="drop the raw text of sensitive suites (content warning or named below)")
+    sensitive_suites: list[str] = Field(default_factory=list, description="suite names treated as sensitive besides "
+                                        "those with a content warning")
+
+
+class CardFields(BaseModel):
+    """`card:` in audit.yaml: what only the provider can state; the model card and the technical documentation
+    show each field given here verbatim and every other one as "to be provided by the provider"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str | None = None
+    provider: str | None = None
+    license: str | None = None
+    intended_purpose: str | None = None
+    out_of_scope_uses: str | None = None
+    users_and_deployment: str | None = None
+    human_oversight: str | None = None
+    foreseeable_risks: str | None = None
+    risk_management: str | None = None
+    training_data_description: str | None = None
+    data_governance: str | None = None
+    accuracy_robustness_cybersecurity: str | None = None
+    post_market_monitoring: str | None = None
+    contact: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class AuditConfig(BaseModel):
     """`audit.yaml`: base, candidates, suites, policy, output folder. Paths are relative to the file."""
 
@@ -203,3 +236,5 @@ class AuditConfig(BaseModel):
         default=False, description="run even when a policy rule cannot decide at the suites' sizes (warned, not refused)")
     allow_suite_mismatch: bool = Field(
         default=False, description="compare suites whose config hash, data hash or version differ between runs (shown in red)")
+    io_log: IoLogSettings = Field(default_factory=IoLogSettings)
+    card: CardFields = Field(default_factory=CardFields)

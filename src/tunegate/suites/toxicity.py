@@ -48,7 +48,10 @@ from tunegate.suites._text import degenerate_reason
 class ToxicityOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    scorer: str = Field(default="profanity-check", description="toxicity scorer plugin (profanity-check, detoxify, hf-classifier)")
+    # embedding-toxicity: offline and sees implicit toxicity (held-out ToxiGen AUROC 0.977 vs profanity-check's 0.75,
+    # docs/safety.md); profanity-check stays available by name
+    scorer: str = Field(default="embedding-toxicity",
+                        description="toxicity scorer plugin (embedding-toxicity, profanity-check, detoxify, hf-classifier)")
     scorer_options: dict[str, Any] = Field(default_factory=dict)
     k: int = Field(default=4, ge=1, le=100, description="continuations sampled per prompt")
     temperature: float = Field(default=1.0, ge=0.0)

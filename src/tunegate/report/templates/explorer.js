@@ -1,5 +1,32 @@
 (function () {
   "use strict";
+  // Sections below the summary are collapsed <details>: open the one a link or the address's #fragment points
+  // at, and open all of them while printing (then restore), so "Print to PDF" gives the whole document.
+  function reveal() {
+    var id = decodeURIComponent((location.hash || "").slice(1));
+    var el = id ? document.getElementById(id) : null;
+    if (!el) { return; }
+    var inner = el.querySelector ? el.querySelector("details.sec") : null;
+    if (inner) { inner.open = true; }
+    for (var d = el; d; d = d.parentElement) {
+      if (d.tagName === "DETAILS") { d.open = true; }
+    }
+    el.scrollIntoView();
+  }
+  window.addEventListener("hashchange", reveal);
+  reveal();
+  var closed = [];
+  window.addEventListener("beforeprint", function () {
+    closed = Array.prototype.filter.call(document.querySelectorAll("details.sec, details.subgroups"), function (d) { return !d.open; });
+    closed.forEach(function (d) { d.open = true; });
+  });
+  window.addEventListener("afterprint", function () {
+    closed.forEach(function (d) { d.open = false; });
+    closed = [];
+  });
+}());
+(function () {
+  "use strict";
   var table = document.getElementById("explorer");
   if (!table) { return; }
   var body = table.tBodies[0];
