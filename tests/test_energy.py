@@ -61,3 +61,24 @@ def test_every_run_records_energy_and_device_hours(tmp_path: Path, monkeypatch: 
     result = evaluate(backend.spec, [str(suite)], backend=backend, cache_path=None)
     block = result.provenance.model_dump()["energy"]
     assert block["status"] == "measured" and block["joules"] == 0.0 and block["method"] == energy.RAPL_METHOD
+
+
+def test_co2e_only_at_a_grid_intensity_the_user_gave() -> None:
+    from tests.report.factory import binary, run_result, suite_result
+    from tunegate.compare import compare_runs
+    from tunegate.report.summary import compute_rows
+
+    suites = [suite_result("s", {"acc": binary("1100")}, kinds={"acc": ("binary", "higher", "mean")})]
+    base, cand = run_result("base", suites), run_result("cand", suites)
+    base.provenance = base.provenance.model_copy(update={"energy": {"status": "measured", "kwh": 0.5, "joules": 1.8e6,
+                                                                    "method": "NVML"}})
+    cand.provenance = cand.provenance.model_copy(update={"energy": {"status": "unavailable", "kwh": None,
+                                                                    "reason": "no RAPL package counters"}})
+    comparison = compare_runs(base, [cand])
+    rows = compute_rows(comparison)
+    assert rows[0]["eval_energy"] == "0.5 kWh (measured: NVML; CO2e not computed (no grid intensity given))"
+    assert rows[1]["eval_energy"] == "not measured: no RAPL package counters"
+    comparison.audit = {"grid_intensity_g_per_kwh": 400}
+    rows = compute_rows(comparison)
+    assert rows[0]["eval_energy"] == "0.5 kWh (measured: NVML; 200 g CO2e at the given grid intensity of 400 g/kWh)"
+    assert rows[1]["eval_energy"] == "not measured: no RAPL package counters"  # no CO2e without a measurement

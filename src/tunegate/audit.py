@@ -307,7 +307,8 @@ def run_audit(path: Path, *, out: Path | None = None, strict: bool | None = None
     metric = cfg.recommend_by or default_task_metric(suites, base_run)
     recommendation = recommend(comparison, verdict, metric)
     comparison.audit = {"name": cfg.name, "description": cfg.description, "config": str(Path(path).resolve()),
-                        "recommendation": recommendation, "card": cfg.card.model_dump(mode="json")}
+                        "recommendation": recommendation, "card": cfg.card.model_dump(mode="json"),
+                        "grid_intensity_g_per_kwh": cfg.grid_intensity_g_per_kwh}
     comparison.scorer_validations = validations
     # the compliance record first, so the report can link it (both read the same in-memory comparison)
     write_card(comparison, out_dir)

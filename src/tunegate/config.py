@@ -229,6 +229,8 @@ class AuditConfig(BaseModel):
     seed: int = 0
     cache: str | None = Field(default=None, description="response cache file; default: the user cache")
     recommend_by: str | None = Field(default=None, description="suite/metric whose gain picks the recommended candidate")
+    grid_intensity_g_per_kwh: float | None = Field(
+        default=None, gt=0, description="your electricity's carbon intensity; with it, measured energy is also shown as CO2e")
     scorer_validations: list[str] = Field(
         default_factory=list,
         description="`tunegate validate-scorer --out` files; the report states each scorer's measured agreement")

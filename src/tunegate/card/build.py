@@ -96,6 +96,8 @@ def _compute(r: _Reader, comparison: Comparison) -> Section:
     s.notes.append("Energy is read from counters (NVML on NVIDIA GPUs, RAPL on CPUs where the machine exposes them), "
                    "for evaluation runs and fine-tuning alike, or shown as not measured with the reason; it is never "
                    "estimated. CO2e is not computed without a grid intensity.")
+    s.facts.append(r.rec("Grid carbon intensity given by the provider (g CO2e/kWh)", "comparison.json", "audit",
+                         "grid_intensity_g_per_kwh"))
     for c in [comparison.base, *(x.model for x in comparison.candidates)]:
         res = f"results.json of {c.label}"
         s.facts += [r.rec(f"{c.label}: evaluation wall time (s)", res, "provenance", "timings", "total_s"),

@@ -112,12 +112,22 @@ def load_manifest(info: ModelInfo) -> tuple[str | None, dict[str, Any] | None]:
     return str(path), data if isinstance(data, dict) else None
 
 
-def _energy_text(energy: Any) -> str:
+def _energy_text(energy: Any, grid: float | None = None) -> str:
+    """Measured kWh with its method (and CO2e only at a grid intensity the user gave), or why it was not measured."""
     if not isinstance(energy, dict):
         return "not recorded"
     if _measured(energy):
-        return f"{fmt(float(energy['kwh']))} kWh (measured: {energy.get('method', 'method not recorded')})"
+        kwh = float(energy["kwh"])
+        co2 = (f"; {fmt(kwh * grid)} g CO2e at the given grid intensity of {fmt(grid)} g/kWh" if grid is not None
+               else "; CO2e not computed (no grid intensity given)")
+        return f"{fmt(kwh)} kWh (measured: {energy.get('method', 'method not recorded')}{co2})"
     return f"not measured: {energy.get('reason') or 'no reason recorded'}"
+
+
+def grid_intensity(comparison: Comparison) -> float | None:
+    """The grid carbon intensity (g CO2e per kWh) the audit's config gave, if any; never a default."""
+    value = (comparison.audit or {}).get("grid_intensity_g_per_kwh")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
 
 
 def _number(x: Any, unit: str = "") -> str:
@@ -140,6 +150,7 @@ def compute_rows(comparison: Comparison) -> list[dict[str, Any]]:
     """Per model: evaluation wall time and device (from the run's provenance) and, for fine-tuned candidates,
     the training run's wall time, device-hours and energy (from its manifest). Missing facts say so."""
     rows = []
+    grid = grid_intensity(comparison)
     for role, info in [("base", comparison.base)] + [("candidate", c.model) for c in comparison.candidates]:
         prov = info.provenance
         timings = prov.get("timings") or {}
@@ -148,7 +159,7 @@ def compute_rows(comparison: Comparison) -> list[dict[str, Any]]:
             "label": info.label, "role": role, "device": prov.get("device") or "not recorded",
             "eval_wall_s": timings.get("total_s"),
             "eval_wall": f"{fmt(timings['total_s'])} s" if isinstance(timings.get("total_s"), (int, float)) else "not recorded",
-            "eval_energy": _energy_text(eval_energy) if eval_energy is not None else NOT_METERED,
+            "eval_energy": _energy_text(eval_energy, grid) if eval_energy is not None else NOT_METERED,
             "eval_energy_measured": _measured(eval_energy),
             "finetune": None,
         }
@@ -163,7 +174,7 @@ def compute_rows(comparison: Comparison) -> list[dict[str, Any]]:
                     "manifest": path, "missing": None,
                     "wall": _number(manifest.get("wall_time_s"), " s"),
                     "device_hours": _number(manifest.get("device_hours")),
-                    "energy": _energy_text(manifest.get("energy")),
+                    "energy": _energy_text(manifest.get("energy"), grid),
                     "energy_measured": _measured(manifest.get("energy")),
                     "devices": _devices_text(devices),
                 }
