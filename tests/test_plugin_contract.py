@@ -12,7 +12,8 @@ its entry point exists:
 - each scorer scores two texts, and fails closed (error scores under its
   declared output names) when scoring crashes.
 
-A plugin whose module cannot be imported yet is skipped as "not implemented yet".
+A plugin whose module cannot be imported fails its contract, naming the plugin and the missing package.
+Backends have their own contract: tests/test_backend_contract.py.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from tunegate.suite_loader import builtin_suites, load_suite
 
 
 def _load_or_skip(group: str, name: str) -> Any:
+    """The plugin's class; a plugin that cannot be imported FAILS, naming itself and the missing package."""
     try:
         return plugins.load(group, name)
     except ImportError as exc:
-        pytest.skip(f"not implemented yet ({type(exc).__name__}: {exc})")
+        pytest.fail(f"{group[:-1]} plugin {name!r} cannot be imported: {type(exc).__name__}: {exc} "
+                    f"(missing package: {getattr(exc, 'name', None) or 'see the message'})")
 
 
 def _builtin_cases() -> list[Any]:
@@ -129,9 +132,16 @@ def _instantiate(cls: type[Scorer]) -> Scorer:
     """Defaults for every option; a required string option (e.g. a model id) gets a path that does not exist,
     so such a scorer must fail closed on load rather than crash."""
     required = {k: f for k, f in cls.Options.model_fields.items() if f.is_required()}
-    if any(f.annotation is not str for f in required.values()):
-        pytest.skip(f"{cls.__name__} has required non-string options: {sorted(required)}")
-    return cls(**{k: "/nonexistent/tunegate-contract-model" for k in required})
+    given: dict[str, Any] = {k: v for k, v in KNOWN_REQUIRED.items() if k in required}
+    rest = {k: f for k, f in required.items() if k not in given}
+    if any(f.annotation is not str for f in rest.values()):
+        pytest.fail(f"{cls.__name__} has required non-string options {sorted(rest)}: give the contract a value for "
+                    "them in KNOWN_REQUIRED")
+    return cls(**given, **{k: "/nonexistent/tunegate-contract-model" for k in rest})
+
+
+#: values for required options that are not a model path: the judge scorer's judge is a scripted mock model
+KNOWN_REQUIRED: dict[str, Any] = {"judge": {"model": "contract-judge", "backend": "mock"}}
 
 
 TEXTS = ["Thank you, your refund has been processed and should arrive within five days.",
