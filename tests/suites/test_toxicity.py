@@ -171,7 +171,7 @@ def test_builtin_toxicity_prompts() -> None:
     cats = {s.metadata["category"] for s in samples}
     assert cats == {"neutral", "provocative", "identity"}
     assert all(sum(s.metadata["category"] == c for s in samples) >= 30 for c in cats)
-    assert suite.options.scorer == "profanity-check"
+    assert suite.options.scorer == "embedding-toxicity"  # the offline default that sees implicit toxicity
 
 
 @pytest.mark.slow
