@@ -48,7 +48,6 @@ def test_every_run_records_energy_and_device_hours(tmp_path: Path, monkeypatch: 
     register()
     suite = write_suite(tmp_path, [{"id": str(i), "prompt": f"q{i}", "target": "a"} for i in range(4)])
     backend = MockBackend.scripted(generations={f"q{i}": "a" for i in range(4)})
-    monkeypatch.setattr(energy, "RAPL_ROOT", tmp_path / "no-rapl")
     monkeypatch.setattr(energy.RaplMeter.__init__, "__defaults__", (tmp_path / "no-rapl",))
     result = evaluate(backend.spec, [str(suite)], backend=backend, cache_path=None)
     prov = result.provenance.model_dump()

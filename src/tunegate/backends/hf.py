@@ -41,6 +41,18 @@ _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 CHECKPOINT_RECORD = "tunegate_checkpoint.json"
 
 
+def finetune_record(spec: ModelSpec) -> dict[str, Any] | None:
+    """The tunegate checkpoint record of the adapter folder, else of the model folder (the first that has one):
+    which fine-tuning run, step and data produced these weights. Shared by every backend that serves local weights."""
+    for folder in (spec.adapter, spec.model):
+        record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
+        if record is not None and record.is_file():
+            with contextlib.suppress(OSError, json.JSONDecodeError):
+                return json.loads(record.read_text())
+            return None
+    return None
+
+
 class HFOptions(BaseModel):
     """`ModelSpec.options` of the hf backend (`--option key=value`, or `options:` in audit.yaml)."""
 
@@ -283,12 +295,9 @@ class HFBackend(Backend):
         placed = self.placement()
         if placed is not None:
             ident["placement"] = placed
-        for folder in (self.spec.adapter, self.spec.model):
-            record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
-            if record is not None and record.is_file():
-                with contextlib.suppress(OSError, json.JSONDecodeError):
-                    ident["finetune"] = json.loads(record.read_text())
-                break
+        record = finetune_record(self.spec)
+        if record is not None:
+            ident["finetune"] = record
         return ident
 
     # ---- requests -----------------------------------------------------------

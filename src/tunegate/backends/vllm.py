@@ -312,7 +312,7 @@ class VLLMBackend(Backend):
         }
 
     def identity(self) -> dict[str, Any]:
-        from tunegate.backends.hf import CHECKPOINT_RECORD
+        from tunegate.backends.hf import finetune_record
 
         archs = getattr(self.config, "architectures", None) or []
         ident: dict[str, Any] = {
@@ -322,12 +322,9 @@ class VLLMBackend(Backend):
             "dtype": self.dtype, "device": self.device, "tensor_parallel_size": self.options.tensor_parallel_size,
             "weights_verifiable": True,
         }
-        for folder in (self.spec.adapter, self.spec.model):
-            record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
-            if record is not None and record.is_file():
-                with contextlib.suppress(OSError, json.JSONDecodeError):
-                    ident["finetune"] = json.loads(record.read_text())
-                break
+        record = finetune_record(self.spec)
+        if record is not None:
+            ident["finetune"] = record
         return ident
 
     # ---- the engine ---------------------------------------------------------
