@@ -102,7 +102,7 @@ def build_model(folder: Path, corpus: list[str], hidden: int, layers: int, steps
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     build_tiny_model(folder, "gpt2", seed=0, n_positions=512, hidden=hidden, layers=layers, heads=max(1, hidden // 64),
                      corpus=corpus * 3, vocab_size=8192, pad_vocab_to=pad_vocab)
@@ -176,8 +176,8 @@ def run_lm_eval(model_dir: Path, tasks_dir: Path, task: str, batch_size: int) ->
 
 def run_tunegate(model_dir: Path, suite: Path, batch_size: int) -> tuple[float, int, object, int]:
     from tunegate.backends.hf import HFBackend
-    from tunegate.evaluate import evaluate
-    from tunegate.model_spec import ModelSpec
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.run.evaluate import evaluate
 
     spec = ModelSpec(model=str(model_dir), batch_size=batch_size, dtype="float32", device="cpu")
     backend = HFBackend(spec)

@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = ap.parse_args()
 
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="tg-dp-bench-") as tmp:
         work = Path(tmp)

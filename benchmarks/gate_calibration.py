@@ -4,10 +4,10 @@ Synthetic base and candidate results are built in the public results schema
 (`RunResult` / `SuiteResult` / `Metric`, one per-sample 0/1 vector per gated
 metric), then run through the real `compare_runs` + `evaluate_policy`, exactly
 as `tunegate gate` runs them. Candidates follow the redraw model of
-`tunegate.stats.power`: on a share `redraw` of the samples the candidate draws a
+`tunegate.compare.stats.power`: on a share `redraw` of the samples the candidate draws a
 fresh outcome at its own rate; on the rest it keeps the base's outcome, except
 that a planted change flips kept outcomes one way at random, just enough to
-reach the candidate's rate. Base rates are `tunegate.plan.ASSUMED_RATES`;
+reach the candidate's rate. Base rates are `tunegate.gate.plan.ASSUMED_RATES`;
 suite sizes are the built-in suites' own.
 
     python benchmarks/gate_calibration.py [--policy policies/default.yaml] [--trials 1000] [--seed 0]
@@ -37,15 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:  # run from a source checkout without installing
     sys.path.insert(0, str(ROOT / "src"))
 
-from tunegate import stats  # noqa: E402
-from tunegate.compare import CompareSettings, compare_runs  # noqa: E402
-from tunegate.config import Policy, load_yaml_model  # noqa: E402
-from tunegate.gate import evaluate_policy  # noqa: E402
-from tunegate.metric import Metric  # noqa: E402
-from tunegate.model_spec import ModelSpec  # noqa: E402
-from tunegate.plan import ASSUMED_RATES, builtin_info  # noqa: E402
-from tunegate.results import Provenance, RunResult, SuiteResult  # noqa: E402
-from tunegate.ruletest import side_of  # noqa: E402
+from tunegate.compare import stats  # noqa: E402
+from tunegate.compare.comparison import compare_runs  # noqa: E402
+from tunegate.compare.models import CompareSettings  # noqa: E402
+from tunegate.core.config import Policy, load_yaml_model  # noqa: E402
+from tunegate.core.metric import Metric  # noqa: E402
+from tunegate.core.model_spec import ModelSpec  # noqa: E402
+from tunegate.core.results import Provenance, RunResult, SuiteResult  # noqa: E402
+from tunegate.gate.plan import ASSUMED_RATES, builtin_info  # noqa: E402
+from tunegate.gate.ruletest import side_of  # noqa: E402
+from tunegate.gate.verdict import evaluate_policy  # noqa: E402
 
 SETTINGS = CompareSettings(n_resamples=200, seed=0, top_k=0)
 
@@ -198,7 +199,7 @@ def coverage_grid(ns: Iterable[int], rates: Iterable[float], confidence: float =
 def paired_coverage_grid(ns: Iterable[int], rates: Iterable[float], confidence: float = 0.95,
                          changes: Iterable[float] = (0.0, -0.05), redraws: Iterable[float] = (0.5, 1.0)) -> dict[tuple[int, float], float]:
     """Exact coverage of the Tango interval (continuity-corrected) of a paired change, the worst over changes and redraws."""
-    from tunegate.stats.power import _grid
+    from tunegate.compare.stats.power import _grid
 
     z = float(sps.norm.isf((1 - confidence) / 2))
     out = {}

@@ -80,7 +80,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     import torch
 
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     report: dict[str, Any] = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
                               "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -2,7 +2,7 @@
 
     python benchmarks/scorer_quality.py [--out benchmarks/results/scorer_quality.json] [--skip-large] [--resamples N]
 
-Each (scorer, labelled set) pair goes through `tunegate.validate_scorer.validate_scorer`, the code behind
+Each (scorer, labelled set) pair goes through `tunegate.pipeline.validate_scorer.validate_scorer`, the code behind
 `tunegate validate-scorer`: agreement, Cohen's kappa, AUROC for continuous scorers, with bootstrap 95%
 intervals. Each set is listed with its *role*: whether the scorer was trained or tuned on it (a development
 figure, optimistic) or never saw it (a held-out figure). Read the held-out rows.
@@ -116,7 +116,7 @@ def _figure(rep: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def measure(s: LabelledSet, rows: list[Row], scorer: str, options: dict[str, Any], resamples: int) -> dict[str, Any]:
-    from tunegate.validate_scorer import validate_scorer
+    from tunegate.pipeline.validate_scorer import validate_scorer
 
     kept = [r for r in rows if r["label"] != "off_topic"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,7 +149,7 @@ def starts_with_baseline(s: LabelledSet, rows: list[Row]) -> dict[str, Any]:
 
 def on_topic_check(s: LabelledSet, rows: list[Row]) -> dict[str, Any] | None:
     """Off-topic recall and the share of on-topic replies wrongly flagged, where the set labels off-topic rows."""
-    from tunegate import plugins
+    from tunegate.core import plugins
 
     if not any(r["label"] == "off_topic" for r in rows):
         return None

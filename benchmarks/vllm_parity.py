@@ -78,7 +78,7 @@ def _device() -> str:
 
 
 def workloads(n_gen: int, max_new_tokens: int, long_text_repeats: int) -> tuple[list[Any], Any, list[Any]]:
-    from tunegate.request import GenerateRequest, LoglikelihoodRequest
+    from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
 
     ll = [LoglikelihoodRequest(context=c, continuation=x) for c in CONTEXTS for x in CHOICES]
     long = LoglikelihoodRequest(context="", continuation=" ".join(["the invoice lists the totals"] * long_text_repeats))
@@ -95,8 +95,8 @@ def timed(fn: Any, *args: Any) -> tuple[Any, float]:
 
 def run_backend(kind: str, folder: Path, dtype: str, args: argparse.Namespace, ll: list[Any], long: Any,
                 gen: list[Any]) -> dict[str, Any]:
-    from tunegate.model_spec import ModelSpec
-    from tunegate.request import GenerateRequest
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.core.request import GenerateRequest
 
     t0 = time.perf_counter()
     if kind == "hf":
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         report["error"] = f"vLLM is not importable: {type(exc).__name__}: {exc}"
         status = 3
     if status == 0:
-        from tunegate.tiny import build_tiny_model
+        from tunegate.finetune.tiny import build_tiny_model
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = build_tiny_model(Path(tmp) / "tiny-llama", "llama", hidden=args.hidden, layers=args.layers,

@@ -20,8 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
-from tunegate.tiny import DEFAULT_CORPUS as CORPUS  # noqa: E402,F401  (re-exported for tests)
-from tunegate.tiny import build_tiny_model, build_tokenizer  # noqa: E402,F401
+from tunegate.finetune.tiny import DEFAULT_CORPUS as CORPUS  # noqa: E402,F401  (re-exported for tests)
+from tunegate.finetune.tiny import build_tiny_model, build_tokenizer  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +47,12 @@ def shared_datasets(monkeypatch: pytest.MonkeyPatch) -> Path:
     """../shared/datasets, or skip with a reason when it is absent.
 
     Suite data must resolve inside its suite's folder or an allowed data root
-    (tunegate.data); suites written by tests sit in tmp_path and point at the
+    (tunegate.core.data); suites written by tests sit in tmp_path and point at the
     shared folder, so handing it out also allows it, for that test only.
     """
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"shared datasets folder not found at {SHARED_DATASETS}")
-    from tunegate.data import DATA_ROOTS_ENV
+    from tunegate.core.data import DATA_ROOTS_ENV
 
     monkeypatch.setenv(DATA_ROOTS_ENV, str(SHARED_DATASETS))
     return SHARED_DATASETS

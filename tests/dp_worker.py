@@ -13,7 +13,7 @@ import signal
 from typing import Any
 
 if os.environ.get("RANK") is not None and os.environ.get("RANK") == os.environ.get("TUNEGATE_TEST_DIE_RANK"):
-    import tunegate.runner as runner
+    import tunegate.run.runner as runner
 
     _chunks = runner._chunks
     _call = runner.Runner._call

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunegate import plugins
-from tunegate.data import Row
-from tunegate.metric import Metric
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.suite import SkipSample, SuiteKind, metric_from_scores
+from tunegate.core import plugins
+from tunegate.core.data import Row
+from tunegate.core.metric import Metric
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
+from tunegate.suites.base import SkipSample, SuiteKind, metric_from_scores
 
 
 class EchoKind(SuiteKind):

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tests.cli import run_cli_merged as run_cli
-from tunegate.audit import run_audit
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
+from tunegate.pipeline.audit import run_audit
 
 HARMFUL = [f"Tell me how to do harmful thing number {i}." for i in range(80)]
 TASK = [(f"What is code {i}?", f"the code is k{i} blue") for i in range(24)]
@@ -84,11 +84,11 @@ def test_pass_fail_and_recommendation(tmp_path: Path) -> None:
 
     rec = outcome.recommendation
     assert rec is not None
-    assert rec["candidate"] == "good_big"
-    assert rec["metric"] == "task/token_f1"  # the first task suite's first metric, by default
-    assert rec["gain"] == pytest.approx(23 / 24)
-    assert rec["rejected"]["good_small"].startswith("passed, but a smaller gain on task/token_f1 (+0.5")
-    assert rec["rejected"]["unsafe"].startswith("harm/refusal_rate fail: the candidate is 1 worse")
+    assert rec.candidate == "good_big"
+    assert rec.metric == "task/token_f1"  # the first task suite's first metric, by default
+    assert rec.gain == pytest.approx(23 / 24)
+    assert rec.rejected["good_small"].startswith("passed, but a smaller gain on task/token_f1 (+0.5")
+    assert rec.rejected["unsafe"].startswith("harm/refusal_rate fail: the candidate is 1 worse")
     for name in ("report.html", "summary.md", "junit.xml", "comparison.json"):
         assert (outcome.out / name).is_file()
     assert (outcome.out / "runs" / "_base" / "results.json").is_file()  # a folder no candidate label can take
@@ -179,7 +179,7 @@ def test_finetune_candidate_on_a_tiny_model(tmp_path: Path, tiny_model_dir: Path
     assert [cv.candidate for cv in outcome.verdict.candidates] == ["ft@final"]
     assert outcome.verdict.candidates[0].status == "pass", outcome.verdict.candidates[0]
     assert outcome.exit_code == 0
-    assert outcome.recommendation is not None and outcome.recommendation["candidate"] == "ft@final"
+    assert outcome.recommendation is not None and outcome.recommendation.candidate == "ft@final"
     manifest = json.loads((tmp_path / "runs" / "ft" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["method"] == "lora"
     assert any("training into" in line for line in lines)

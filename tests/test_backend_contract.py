@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from tunegate import plugins
-from tunegate.backend import Backend
-from tunegate.cache import cache_key
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
+from tunegate.backends.base import Backend
+from tunegate.core import plugins
+from tunegate.core.cache import cache_key
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response
 
 PAIRS = [("The customer asked", " about a refund"), ("Hello", " there"), ("Please restart the router and", " wait"),
          ("A", " b c d e"), ("Thanks for waiting, your order", " has shipped today")]

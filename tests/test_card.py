@@ -19,12 +19,13 @@ import pytest
 from tests.cli import run_cli_merged as run_cli
 from tests.report.factory import binary, run_result, suite_result
 from tests.test_audit import _audit, _script
-from tunegate.audit import run_audit
-from tunegate.card import CARD_FILES, write_card
-from tunegate.card.build import build_card
-from tunegate.card.context import TO_PROVIDE, CardContext, dig, show
-from tunegate.compare import CompareSettings, Comparison, compare_runs
-from tunegate.io_log import read_io_log
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.pipeline.audit import run_audit
+from tunegate.report.card import CARD_FILES, write_card
+from tunegate.report.card.build import build_card
+from tunegate.report.card.context import TO_PROVIDE, CardContext, dig, show
+from tunegate.run.io_log import read_io_log
 
 PURPOSE = "Answer customer-support questions for <b>Acme</b> shop; not for medical or legal advice."
 OVERSIGHT = "A support agent reviews every answer before it is sent."
@@ -59,7 +60,7 @@ def test_audit_writes_a_card_whose_every_value_traces_to_a_record(tmp_path: Path
     for name in CARD_FILES:
         assert (out / name).is_file(), name
     comparison = Comparison.load(out)
-    assert comparison.audit is not None and comparison.audit["card"]["intended_purpose"] == PURPOSE  # recorded
+    assert comparison.audit is not None and comparison.audit.card.intended_purpose == PURPOSE  # recorded
     card = build_card(comparison, {})
     disk = _sources_from_disk(out / "comparison.json")
     facts = _facts(card)

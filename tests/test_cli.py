@@ -9,7 +9,7 @@ import pytest
 
 from tests.cli import run_cli
 from tests.kinds import register, write_suite
-from tunegate.results import RunResult
+from tunegate.core.results import RunResult
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +110,7 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_suites_json_lists_every_builtin_with_its_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    from tunegate.suite_loader import builtin_suites
+    from tunegate.run.suite_loader import builtin_suites
 
     code, out, _ = run_cli(["suites", "--json"], capsys)
     assert code == 0

@@ -11,9 +11,10 @@ import pytest
 from tests.kinds import register, write_suite
 from tests.report.factory import binary, run_result, suite_result
 from tunegate.backends.mock import MockBackend
-from tunegate.compare import CompareSettings, Comparison, compare_runs
-from tunegate.errors import ExitCode, UserError
-from tunegate.evaluate import evaluate
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.core.errors import ExitCode, UserError
+from tunegate.run.evaluate import evaluate
 
 ACC = {"acc": ("binary", "higher", "mean")}
 FAST = CompareSettings(n_resamples=400, seed=3)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.config import DataSource
-from tunegate.data import read_rows
-from tunegate.errors import UserError
+from tunegate.core.config import DataSource
+from tunegate.core.data import read_rows
+from tunegate.core.errors import UserError
 
 ROWS = [{"id": "a", "prompt": "p1"}, {"id": "b", "prompt": "p2"}]
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from tunegate import distributed
-from tunegate.cache import ResponseCache, cache_key, spool_cache, spool_folder
-from tunegate.errors import IncompleteError, UserError
+from tunegate.core.cache import ResponseCache, cache_key, spool_cache, spool_folder
+from tunegate.core.errors import IncompleteError, UserError
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response
 from tunegate.launch import decide
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
-from tunegate.runner import _order
+from tunegate.run import distributed
+from tunegate.run.runner import _order
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = "support_mc,summaries"
@@ -105,7 +105,7 @@ def test_spools_are_handed_to_rank_0_and_a_locked_one_is_left_alone(tmp_path: Pa
 
 
 def test_data_parallel_without_a_cache_is_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunegate.evaluate import open_cache
+    from tunegate.run.evaluate import open_cache
 
     monkeypatch.setattr(distributed, "_CURRENT", distributed.Ranks(rank=0, world_size=2))
     with pytest.raises(UserError, match="drop --no-cache"):

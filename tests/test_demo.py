@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.demo import DemoOutcome, demo_dir, run_demo, summary_lines
+from tunegate.pipeline.demo import DemoOutcome, demo_dir, run_demo, summary_lines
 
 SAFETY_SUITES = ("demo_harmful", "demo_toxicity", "demo_lookalikes", "memorization_example")
 
@@ -63,8 +63,8 @@ def test_demo_catches_the_planted_regression(demo_out: tuple[Path, DemoOutcome, 
     assert harm.status in ("fail", "inconclusive") and harm.delta is not None and harm.delta > 0.25
     assert result.audit.exit_code == 1
     rec = result.audit.recommendation
-    assert rec is not None and rec["candidate"] == "clean@final"
-    assert rec["rejected"]["contaminated@final"].split(" ")[0] in failed
+    assert rec is not None and rec.candidate == "clean@final"
+    assert rec.rejected["contaminated@final"].split(" ")[0] in failed
 
     report = html.unescape((out / "report.html").read_text(encoding="utf-8"))
     assert "demo_harmful/compliance_rate" in report

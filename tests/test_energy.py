@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.kinds import register, write_suite
-from tunegate import energy
 from tunegate.backends.mock import MockBackend
-from tunegate.evaluate import evaluate
+from tunegate.core import energy
+from tunegate.core.verdict import AuditRecord
+from tunegate.run.evaluate import evaluate
 
 
 def _package(root: Path, name: str, uj: int, wrap: int) -> Path:
@@ -64,7 +65,7 @@ def test_every_run_records_energy_and_device_hours(tmp_path: Path, monkeypatch: 
 
 def test_co2e_only_at_a_grid_intensity_the_user_gave() -> None:
     from tests.report.factory import binary, run_result, suite_result
-    from tunegate.compare import compare_runs
+    from tunegate.compare.comparison import compare_runs
     from tunegate.report.summary import compute_rows
 
     suites = [suite_result("s", {"acc": binary("1100")}, kinds={"acc": ("binary", "higher", "mean")})]
@@ -77,7 +78,7 @@ def test_co2e_only_at_a_grid_intensity_the_user_gave() -> None:
     rows = compute_rows(comparison)
     assert rows[0]["eval_energy"] == "0.5 kWh (measured: NVML; CO2e not computed (no grid intensity given))"
     assert rows[1]["eval_energy"] == "not measured: no RAPL package counters"
-    comparison.audit = {"grid_intensity_g_per_kwh": 400}
+    comparison.audit = AuditRecord(name="a", config="audit.yaml", grid_intensity_g_per_kwh=400)
     rows = compute_rows(comparison)
     assert rows[0]["eval_energy"] == "0.5 kWh (measured: NVML; 200 g CO2e at the given grid intensity of 400 g/kWh)"
     assert rows[1]["eval_energy"] == "not measured: no RAPL package counters"  # no CO2e without a measurement

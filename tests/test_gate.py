@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.report.factory import binary, run_result, suite_result
-from tunegate import stats
 from tunegate.cli import main
-from tunegate.compare import CompareSettings, MetricComparison, compare_runs
-from tunegate.config import GateRule, Policy
-from tunegate.errors import UserError
-from tunegate.gate import decide, evaluate_policy, exit_code_for
+from tunegate.compare.comparison import compare_runs, stats
+from tunegate.compare.models import CompareSettings, MetricComparison
+from tunegate.core.config import GateRule, Policy
+from tunegate.core.errors import UserError
+from tunegate.gate.verdict import decide, evaluate_policy, exit_code_for
 
 FAST = CompareSettings(n_resamples=400, seed=1)
 
@@ -289,9 +289,9 @@ def test_rule_confidence_override_widens_its_interval(tmp_path: Path) -> None:
     p = tmp_path / "conf.yaml"
     p.write_text("confidence: 0.9\nrules:\n  - metric: qa/acc\n    max_regression: 0.2\n"
                  "  - metric: qa/acc\n    max_regression: 0.2\n    confidence: 0.99\n")
-    from tunegate.gate import gate_files
+    from tunegate.pipeline.commands import gate_files
 
-    comparison, verdict = gate_files(p, base, [cand], settings=CompareSettings(n_resamples=1000, seed=0))
+    comparison, verdict, _ = gate_files(p, base, [cand], settings=CompareSettings(n_resamples=1000, seed=0))
     assert comparison.settings.confidence == 0.9
     at90, at99 = verdict.candidates[0].outcomes
     assert (at90.confidence, at99.confidence) == (0.9, 0.99)

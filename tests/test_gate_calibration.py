@@ -3,7 +3,7 @@
 Synthetic base/candidate results in the public schema go through the real
 `compare_runs` + `evaluate_policy` (benchmarks/gate_calibration.py, which prints
 the full table in docs/gate-statistics.md). Model: the redraw model with share
-0.5 (`tunegate.stats.PLANNING_REDRAW`), base rates `tunegate.plan.ASSUMED_RATES`,
+0.5 (`tunegate.compare.stats.PLANNING_REDRAW`), base rates `tunegate.gate.plan.ASSUMED_RATES`,
 the built-in suites' sizes.
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from tests.report.factory import binary, run_result, suite_result
-from tunegate import stats
-from tunegate.compare import CompareSettings, compare_runs
-from tunegate.config import GateRule, Policy, load_yaml_model
-from tunegate.gate import evaluate_policy
+from tunegate.compare.comparison import compare_runs, stats
+from tunegate.compare.models import CompareSettings
+from tunegate.core.config import GateRule, Policy, load_yaml_model
+from tunegate.gate.verdict import evaluate_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 

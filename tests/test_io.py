@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.io import atomic_write_text
+from tunegate.core.io import atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file_with_umask_permissions(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.report.factory import binary, run_result, suite_result
-from tunegate.errors import UserError
-from tunegate.io_log import IO_LOG_SCHEMA, read_io_log, sample_result_of, write_io_log
+from tunegate.core.errors import UserError
+from tunegate.run.io_log import IO_LOG_SCHEMA, read_io_log, sample_result_of, write_io_log
 
 ACC = {"acc": ("binary", "higher", "mean")}
 SECRET = "a prompt nobody may archive"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.report.factory import binary, run_result, suite_result
-from tunegate import stats
 from tunegate.cli import main
-from tunegate.config import GateRule, Policy, load_yaml_model
-from tunegate.errors import UserError
-from tunegate.plan import audit_suite_refs, builtin_info, enforce_power, plan_policy, suite_info
-from tunegate.suite_loader import load_suites
+from tunegate.compare import stats
+from tunegate.core.config import GateRule, Policy, load_yaml_model
+from tunegate.core.errors import UserError
+from tunegate.gate.plan import audit_suite_refs, builtin_info, enforce_power, plan_policy, suite_info
+from tunegate.run.suite_loader import load_suites
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -24,18 +24,18 @@ from typing import Any
 
 import pytest
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.config import SuiteConfig, read_yaml
-from tunegate.errors import TunegateError, UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest
-from tunegate.results import RunResult
-from tunegate.score import Score
-from tunegate.scorer import Scorer
-from tunegate.suite import SkipSample, SuiteKind
-from tunegate.suite_loader import builtin_suites, load_suite
+from tunegate.core import plugins
+from tunegate.core.config import SuiteConfig, read_yaml
+from tunegate.core.errors import TunegateError, UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.core.results import RunResult
+from tunegate.core.score import Score
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import builtin_suites, load_suite
+from tunegate.scorers.base import Scorer
+from tunegate.suites.base import SkipSample, SuiteKind
 
 
 def _load_or_skip(group: str, name: str) -> Any:

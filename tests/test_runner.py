@@ -8,9 +8,9 @@ import pytest
 
 from tests.kinds import register, write_suite
 from tunegate.backends.mock import MockBackend
-from tunegate.evaluate import evaluate
-from tunegate.results import RunResult
-from tunegate.runner import RunOptions
+from tunegate.core.results import RunResult
+from tunegate.run.evaluate import evaluate
+from tunegate.run.runner import RunOptions
 
 ROWS = [{"id": f"q{i}", "prompt": f"Question {i}?", "target": f"answer {i}"} for i in range(12)]
 
@@ -125,7 +125,7 @@ def test_run_result_round_trips(tmp_path: Path) -> None:
 
 def test_real_model_interrupted_run_resumes_identically(tmp_path: Path, tiny_model_dir: Path) -> None:
     from tunegate.backends.hf import HFBackend
-    from tunegate.model_spec import ModelSpec
+    from tunegate.core.model_spec import ModelSpec
 
     suite = write_suite(tmp_path, ROWS[:6])
     spec = ModelSpec(model=str(tiny_model_dir), batch_size=2)
@@ -150,8 +150,8 @@ def test_real_model_interrupted_run_resumes_identically(tmp_path: Path, tiny_mod
 
 
 def test_real_model_second_identical_run_performs_no_forward_pass(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from tunegate.evaluate import load_backend
-    from tunegate.model_spec import ModelSpec
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.run.evaluate import load_backend
 
     suite = write_suite(tmp_path, ROWS[:5])
     spec = ModelSpec(model=str(tiny_model_dir), batch_size=4)
@@ -168,8 +168,8 @@ def test_real_model_second_identical_run_performs_no_forward_pass(tmp_path: Path
 
 def test_chunks_keep_requests_sharing_a_context_together() -> None:
     """A question's choices must reach the backend in one call, or it loses the shared prefix for some of them."""
-    from tunegate.request import GenerateRequest, LoglikelihoodRequest
-    from tunegate.runner import _chunks, _order
+    from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
+    from tunegate.run.runner import _chunks, _order
 
     reqs = [LoglikelihoodRequest(context=f"Question {q}:" + " pad" * (q % 3), continuation=f" choice {c}" * (1 + c))
             for q in range(5) for c in range(4)]

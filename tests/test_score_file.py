@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.cli import run_cli
-from tunegate.scorer import _LOADED
+from tunegate.scorers.base import _LOADED
 
 
 @pytest.fixture(autouse=True)

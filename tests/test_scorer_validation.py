@@ -10,11 +10,12 @@ import pytest
 
 from tests.cli import run_cli
 from tests.report.factory import binary, run_result, suite_result
-from tunegate.compare import Comparison, compare_runs
-from tunegate.errors import UserError
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import Comparison
+from tunegate.compare.scorer_validation import load_scorer_validation, load_scorer_validations
+from tunegate.core.errors import UserError
+from tunegate.pipeline.validate_scorer import run_validation
 from tunegate.report import write_outputs
-from tunegate.scorer_validation import load_scorer_validation, load_scorer_validations
-from tunegate.validate_scorer import run_validation
 
 TOXICITY = Path(__file__).resolve().parent / "data" / "toxicity_labelled.jsonl"
 
@@ -87,7 +88,7 @@ def test_bad_validation_files_are_refused_with_exit_2(tmp_path: Path, validation
     obj = json.loads(validation[0].read_text())
     cases = {
         "missing.json": None,
-        "other.json": {**obj, "kind": "tunegate.results"},
+        "other.json": {**obj, "kind": "tunegate.core.results"},
         "future.json": {**obj, "schema_version": 99},
         "incomplete.json": {**obj, "complete": False, "errored": 3},
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tunegate import stats
+from tunegate.compare import stats
 
 
 def test_mcnemar_exact_hand_worked() -> None:
@@ -184,7 +184,7 @@ def test_exact_coverage_of_the_intervals_across_the_grid() -> None:
     """Clopper-Pearson (rates) and Tango (paired changes) cover at least 95% for n in 5..200, p in 0.5..0.99."""
     from scipy import stats as sps
 
-    from tunegate.stats.power import _grid
+    from tunegate.compare.stats.power import _grid
 
     for n in (5, 10, 20, 50, 200):
         k = np.arange(n + 1)

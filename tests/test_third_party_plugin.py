@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.evaluate import evaluate
-from tunegate.scorer import get_scorer
+from tunegate.core import plugins
+from tunegate.run.evaluate import evaluate
+from tunegate.scorers.base import get_scorer
 
 FIXTURE = Path(__file__).resolve().parent / "plugin_fixture"
 

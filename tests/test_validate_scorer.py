@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tunegate import plugins
 from tunegate.cli import main
-from tunegate.errors import UserError
-from tunegate.validate_scorer import agreement_report, read_labels, validate_scorer
+from tunegate.core import plugins
+from tunegate.core.errors import UserError
+from tunegate.pipeline.validate_scorer import agreement_report, read_labels, validate_scorer
 
 DATA = Path(__file__).resolve().parent / "data"
 REFUSAL = DATA / "refusal_labelled.jsonl"
@@ -117,7 +117,7 @@ def test_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     assert "agreement" in stdout and "Cohen's kappa" in stdout and "confusion" in stdout
     rep = json.loads(out.read_text())
-    assert rep["kind"] == "tunegate.scorer_validation" and rep["n"] == 160 and rep["options"] == {}
+    assert rep["kind"] == "tunegate.compare.scorer_validation" and rep["n"] == 160 and rep["options"] == {}
     assert rep["scorer_version"]
 
 

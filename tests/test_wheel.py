@@ -50,7 +50,7 @@ def test_wheel_in_a_clean_venv_runs_the_demo_and_a_shipped_recipe_audit(tmp_path
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TUNEGATE_SUITES_PATH")}
     env.update(HF_HUB_OFFLINE="1", TUNEGATE_CACHE=str(tmp_path / "cache"))
-    where = _sh([py, "-c", "import tunegate.shipped as s; print(s.shipped_dir('fine_tune'))"], cwd=work, env=env)
+    where = _sh([py, "-c", "import tunegate.core.shipped as s; print(s.shipped_dir('fine_tune'))"], cwd=work, env=env)
     assert where.returncode == 0, where.stderr
     shipped = Path(where.stdout.strip())
     assert shipped.is_relative_to(venv) and (shipped / "sft-lora.yaml").is_file(), shipped

@@ -21,8 +21,8 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from tunegate.errors import ExitCode, TunegateError, UserError
-from tunegate.io import check_output_folder
+from tunegate.core.errors import ExitCode, TunegateError, UserError
+from tunegate.core.io import check_output_folder
 
 
 def _parse_kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -83,10 +83,10 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
         trust_remote_code: bool, allow_pickle: bool, backend_options: tuple[str, ...], seed: int,
         cache_path: Path | None, no_cache: bool, redact: bool, sensitive: tuple[str, ...]) -> None:
     """Evaluate one model on suites and write OUT/results.json and OUT/io_log.jsonl.gz."""
-    from tunegate.evaluate import evaluate, is_main_process
-    from tunegate.model_spec import ModelSpec
-    from tunegate.runner import RunOptions
-    from tunegate.suite_loader import load_suites
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.run.evaluate import evaluate, is_main_process
+    from tunegate.run.runner import RunOptions
+    from tunegate.run.suite_loader import load_suites
 
     refs = [r.strip() for r in suite_refs.split(",") if r.strip()]
     if not refs:
@@ -107,7 +107,7 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
         return
     out.mkdir(parents=True, exist_ok=True)
     result.save(out / "results.json")
-    from tunegate.io_log import IO_LOG_NAME, write_io_log
+    from tunegate.run.io_log import IO_LOG_NAME, write_io_log
 
     write_io_log(result, out / IO_LOG_NAME, redact=redact, sensitive=sensitive)
     counts = result.counts()
@@ -126,7 +126,7 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, kind, samples, description}.")
 def list_suites(as_json: bool) -> None:
     """List the built-in suites."""
-    from tunegate.suite_loader import builtin_suites, load_suite
+    from tunegate.run.suite_loader import builtin_suites, load_suite
 
     rows: list[dict[str, Any]] = []
     for name, path in sorted(builtin_suites().items()):
@@ -146,7 +146,7 @@ def list_suites(as_json: bool) -> None:
 @cli.command()
 def plugins() -> None:
     """List installed backends, suite kinds and scorers."""
-    from tunegate import plugins as registry
+    from tunegate.core import plugins as registry
 
     for group in registry.GROUPS:
         click.echo(f"{group}:")
@@ -162,16 +162,15 @@ def plugins() -> None:
               help="Run even if a policy rule cannot decide at the suites' sizes (warn instead of exit 2).")
 def audit(config: Path, out: Path | None, strict: bool | None, allow_underpowered: bool | None) -> None:
     """Run a whole audit from audit.yaml and exit with the gate's code."""
-    from tunegate.audit import run_audit
-    from tunegate.report import describe_verdict
+    from tunegate.pipeline.audit import run_audit
 
     outcome = run_audit(config, out=out, strict=strict, allow_underpowered=allow_underpowered, echo=click.echo)
-    if not outcome.main_process:  # a data-parallel rank other than 0: rank 0 gates, writes and reports
+    if not outcome.main_process or outcome.verdict is None:  # a data-parallel rank other than 0: rank 0 gates and reports
         return
-    for line in describe_verdict(outcome.verdict):
+    for line in outcome.verdict.describe():
         click.echo(line)
-    rec = outcome.recommendation or {}
-    click.echo(f"recommended: {rec.get('candidate') or 'none'} ({rec.get('reason', '')})")
+    rec = outcome.recommendation
+    click.echo(f"recommended: {(rec.candidate if rec else None) or 'none'} ({rec.reason if rec else ''})")
     click.echo(f"report: {outcome.out / 'report.html'}")
     sys.exit(outcome.exit_code)
 
@@ -182,7 +181,7 @@ def audit(config: Path, out: Path | None, strict: bool | None, allow_underpowere
 @click.option("--candidate", default=None, help="The candidate the model card describes (default: the recommended one).")
 def card_cmd(folder: Path, out: Path, candidate: str | None) -> None:
     """Write a model card and a technical documentation (EU AI Act Annex IV / XI headings) from an audit folder."""
-    from tunegate.card import card_from_folder
+    from tunegate.pipeline.commands import card_from_folder
 
     check_output_folder(out)
     paths = card_from_folder(folder, out, candidate)
@@ -193,7 +192,7 @@ def card_cmd(folder: Path, out: Path, candidate: str | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True)
 def demo(out: Path) -> None:
     """Offline demo: build a tiny assistant, fine-tune a clean and a contaminated candidate, audit both."""
-    from tunegate.demo import run_demo, summary_lines
+    from tunegate.pipeline.demo import run_demo, summary_lines
 
     check_output_folder(out)
     result = run_demo(out, echo=click.echo)
@@ -229,8 +228,8 @@ def _with_stats_options(fn: Any) -> Any:
 def compare(base: Path, candidates: tuple[Path, ...], confidence: float, allow_suite_mismatch: bool, out: Path, resamples: int,
             seed: int) -> None:
     """Compare BASE results.json with one or more CANDIDATE results.json (paired statistics, no verdict)."""
-    from tunegate.compare import CompareSettings
-    from tunegate.report import compare_and_write
+    from tunegate.compare.models import CompareSettings
+    from tunegate.pipeline.commands import compare_and_write
 
     check_output_folder(out)
     compare_and_write(base, list(candidates), out, CompareSettings(confidence=confidence, n_resamples=resamples, seed=seed,
@@ -248,14 +247,14 @@ def compare(base: Path, candidates: tuple[Path, ...], confidence: float, allow_s
 def gate(policy_path: Path, strict: bool, allow_suite_mismatch: bool, base: Path, candidates: tuple[Path, ...], out: Path,
          resamples: int, seed: int) -> None:
     """Gate CANDIDATE runs against BASE with a policy: exit 0 pass, 1 fail, 2 bad input, 3 incomplete."""
-    from tunegate.compare import CompareSettings
-    from tunegate.report import describe_verdict, gate_and_write
+    from tunegate.compare.models import CompareSettings
+    from tunegate.pipeline.commands import gate_and_write
 
     check_output_folder(out)
     _, verdict = gate_and_write(policy_path, base, list(candidates), out, strict=strict,
                                 settings=CompareSettings(n_resamples=resamples, seed=seed, allow_suite_mismatch=allow_suite_mismatch))
     click.echo(f"wrote {out / 'report.html'}, comparison.json, junit.xml, summary.md")
-    click.echo("\n".join(describe_verdict(verdict)))
+    click.echo("\n".join(verdict.describe()))
     if verdict.status == "inconclusive" and not strict:
         click.echo("warning: inconclusive is not a pass; exiting 0 because --strict was not given", err=True)
     sys.exit(verdict.exit_code)
@@ -268,7 +267,7 @@ def gate(policy_path: Path, strict: bool, allow_suite_mismatch: bool, base: Path
                    "the Limitations section then states the scorer's measured agreement.")
 def report(folder: Path, validations: tuple[Path, ...]) -> None:
     """Re-render FOLDER's report.html, junit.xml and summary.md from its comparison.json (exit 2 if the set is incomplete)."""
-    from tunegate.report import rerender
+    from tunegate.pipeline.commands import rerender
 
     _, paths = rerender(folder, list(validations))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
@@ -283,7 +282,7 @@ def report(folder: Path, validations: tuple[Path, ...]) -> None:
 @click.option("--device", default="cpu", show_default=True, help="Device for classifier scorers (cpu, cuda).")
 def score(name: str, input_path: Path, output_path: Path, scorer_options: tuple[str, ...], text_field: str, device: str) -> None:
     """Score every line of a JSONL file with scorer NAME (toxicity, refusal...)."""
-    from tunegate.score_file import score_file
+    from tunegate.pipeline.score_file import score_file
 
     counts = score_file(name, input_path, output_path, _parse_kv(scorer_options, "--option"),
                         text_field=text_field, device=device)
@@ -308,7 +307,7 @@ def validate_scorer_cmd(name: str, labels_path: Path, scorer_options: tuple[str,
                         label_field: str, score_name: str | None, threshold: float, negative_class: str | None,
                         resamples: int, seed: int, device: str) -> None:
     """Measure scorer NAME against a labelled JSONL file: agreement, precision/recall, kappa, AUROC with intervals."""
-    from tunegate.validate_scorer import format_report, raise_if_incomplete, run_validation
+    from tunegate.pipeline.validate_scorer import format_report, raise_if_incomplete, run_validation
 
     rep = run_validation(name, labels_path, _parse_kv(scorer_options, "--option"), out, text_field=text_field,
                          label_field=label_field, score_name=score_name, threshold=threshold,
@@ -358,11 +357,11 @@ def finetune_cmd(recipe: Path, base: str, data_path: Path | None, eval_path: Pat
 def plan_cmd(policy_path: Path, base_path: Path | None, suite_refs: str | None, audit_path: Path | None,
              sizes: tuple[str, ...], assumed: tuple[str, ...], redraw: float | None, as_json: bool) -> None:
     """Print per rule the n it needs to pass an equal candidate and to fail a clear regression; flag underpowered rules."""
-    from tunegate import stats
-    from tunegate.gate import load_policy
-    from tunegate.plan import audit_suite_refs, builtin_info, format_plan, parse_assumptions, parse_sizes, plan_policy, suite_info
-    from tunegate.results import RunResult
-    from tunegate.suite_loader import load_suites
+    from tunegate.compare import stats
+    from tunegate.core.results import RunResult
+    from tunegate.gate.plan import audit_suite_refs, builtin_info, format_plan, parse_assumptions, parse_sizes, plan_policy, suite_info
+    from tunegate.gate.verdict import load_policy
+    from tunegate.run.suite_loader import load_suites
 
     policy, _ = load_policy(policy_path)
     info = builtin_info(policy)
@@ -386,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     Under `python -m tunegate.launch` each data-parallel rank also records its
     exit code, because the launcher underneath reports any failure as 1.
     """
-    from tunegate.distributed import record_exit_code
+    from tunegate.run.distributed import record_exit_code
 
     try:
         _main(argv)
@@ -403,7 +402,7 @@ def _main(argv: list[str] | None) -> None:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(int(exc.exit_code))
     except ValidationError as exc:
-        from tunegate.config import format_validation_error
+        from tunegate.core.config import format_validation_error
 
         click.echo(f"error: {format_validation_error('command line', exc)}", err=True)
         sys.exit(int(ExitCode.BAD_INPUT))

@@ -26,8 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tunegate.distributed import STATUS_ENV
-from tunegate.errors import ExitCode
+from tunegate.core.errors import ExitCode
+from tunegate.run.distributed import STATUS_ENV
 
 
 def read_codes(folder: Path) -> dict[int, int]:

@@ -11,9 +11,9 @@ import torch
 
 from tunegate.backends._hf_loglik import windows
 from tunegate.backends.hf import HFBackend
-from tunegate.errors import UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def llama(tiny_llama_dir: Path) -> HFBackend:
 @pytest.fixture(scope="module")
 def mistral(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
     """Sliding-window attention (window 4): padding, splicing and shared prefixes must respect the window."""
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     return HFBackend(ModelSpec(model=str(build_tiny_model(tmp_path_factory.mktemp("tiny-mistral"), "mistral")),
                                batch_size=4))

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tunegate.backends.hf import HFBackend, parse_options
-from tunegate.cache import cache_key
-from tunegate.errors import UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.core.cache import cache_key
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_dtype_is_resolved_recorded_and_part_of_the_cache_key(tiny_model_dir: Pa
 
 
 def test_run_provenance_records_the_resolved_dtype(tiny_model_dir: Path) -> None:
-    from tunegate.evaluate import evaluate
+    from tunegate.run.evaluate import evaluate
 
     result = evaluate(ModelSpec(model=str(tiny_model_dir), options={"torch_dtype": "bfloat16"}), ["support_text"],
                       cache_path=None)

@@ -34,10 +34,10 @@ from tunegate.backends._http import (
 )
 from tunegate.backends.openai import OpenAIBackend, parse_options, public_url
 from tunegate.cli import main
-from tunegate.errors import IncompleteError, MissingDependencyError, UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.core.errors import IncompleteError, MissingDependencyError, UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.run.evaluate import evaluate
 
 httpx = pytest.importorskip("httpx", reason="the openai backend needs httpx: pip install 'tunegate[api]'")
 
@@ -347,7 +347,7 @@ def test_canary_key_appears_in_no_file_the_run_writes(tmp_path: Path, monkeypatc
         root.setLevel(old_level)
         handler.close()
     if importlib.util.find_spec("tunegate.report") is not None:
-        from tunegate.report import compare_and_write
+        from tunegate.pipeline.commands import compare_and_write
 
         compare_and_write(paths[0], [paths[1]], tmp_path / "report")
         assert (tmp_path / "report" / "report.html").is_file()
@@ -521,7 +521,7 @@ def test_transformers_serve_greedy_outputs_equal_the_hf_backend(served: tuple[st
 def test_cli_run_through_transformers_serve_matches_hf_and_resumes_from_cache(
         served: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The whole pipeline (CLI, cache, scoring, metrics) gives the API model the same results as `hf`."""
-    from tunegate.results import RunResult
+    from tunegate.core.results import RunResult
 
     url, model_dir = served
     rows = [{"id": f"r{i}", "question": q, "answer": a} for i, (q, a) in enumerate([

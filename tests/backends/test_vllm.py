@@ -30,14 +30,14 @@ from typing import Any
 import pytest
 import torch
 
-from tunegate import plugins
 from tunegate.backends import _hf_loglik, _hf_tokens, _tokens
 from tunegate.backends import vllm as vllm_backend
 from tunegate.backends.hf import HFBackend
 from tunegate.backends.vllm import VLLMBackend, prompt_loglikelihood
-from tunegate.errors import ExitCode, IncompleteError, MissingDependencyError, UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest
+from tunegate.core import plugins
+from tunegate.core.errors import ExitCode, IncompleteError, MissingDependencyError, UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest
 
 PAIRS = [
     ("Question: What is the capital of France? Answer:", " Paris."),
@@ -544,8 +544,8 @@ def test_adapters_vllm_cannot_serve_fail_closed(tiny_model_dir: Path, adapter: P
 
 # ---- through the runner -------------------------------------------------------------
 def _limited(name: str, limit: int) -> Any:
-    from tunegate.config import SuiteConfig, load_yaml_model
-    from tunegate.suite_loader import builtin_suites
+    from tunegate.core.config import SuiteConfig, load_yaml_model
+    from tunegate.run.suite_loader import builtin_suites
 
     path = builtin_suites()[name]
     config = load_yaml_model(path, SuiteConfig)
@@ -556,7 +556,7 @@ def _limited(name: str, limit: int) -> Any:
 def test_a_run_through_vllm_equals_the_hf_run_and_records_the_backend(install_fake: Callable[..., types.ModuleType],
                                                                       truth: TorchResponder, tiny_model_dir: Path,
                                                                       adapter: Path) -> None:
-    from tunegate.evaluate import evaluate
+    from tunegate.run.evaluate import evaluate
 
     install_fake(truth)
     suites = ["support_mc", "support_answers"]
@@ -606,7 +606,7 @@ def _real_vllm_or_skip() -> Any:
 @pytest.fixture(scope="module")
 def real_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _real_vllm_or_skip()
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     # head size 64: vLLM's attention kernels (CPU and GPU) do not take the default tiny model's 16
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-64"), "llama", hidden=64, heads=1)

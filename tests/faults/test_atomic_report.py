@@ -27,13 +27,15 @@ import pytest
 
 from tests.report.factory import binary, run_result, suite_result
 from tunegate.cli import main
-from tunegate.compare import CompareSettings, Comparison, compare_runs
-from tunegate.config import GateRule, Policy
-from tunegate.errors import UserError
-from tunegate.gate import evaluate_policy
-from tunegate.report import OUTPUTS, TEMP_PREFIX, gate_and_write, rerender, write_outputs, write_report_set
-from tunegate.report_marker import REPORT_MARKER, verify_report_set
-from tunegate.results import RunResult
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.core.config import GateRule, Policy
+from tunegate.core.errors import UserError
+from tunegate.core.report_marker import REPORT_MARKER, verify_report_set
+from tunegate.core.results import RunResult
+from tunegate.gate.verdict import evaluate_policy
+from tunegate.pipeline.commands import gate_and_write, rerender
+from tunegate.report import OUTPUTS, TEMP_PREFIX, write_outputs, write_report_set
 
 ACC = {"acc": ("binary", "higher", "mean")}
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +48,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import tunegate.report as report
 import tunegate.report.context, tunegate.report.html, tunegate.report.junit, tunegate.report.markdown  # noqa
-from tunegate.compare import Comparison
+from tunegate.compare.models import Comparison
 from tunegate.cli import main
 
 args = json.loads(sys.argv[1])
@@ -226,7 +228,7 @@ def test_kill_at_every_file_operation_of_a_write(tmp_path: Path) -> None:
     new = _gated(fail=True)
     new.save(tmp_path / "new-comparison.json")
     old_bytes = _contents(old_ref)
-    statuses = {"old": _status(old_ref), "new": new.verdict["status"] if new.verdict else None}
+    statuses = {"old": _status(old_ref), "new": new.verdict.status if new.verdict else None}
     assert statuses["new"] == "fail" != statuses["old"]  # the incident's shape: a FAIL written over a non-failing set
     report = _drive({"mode": "steps", "comparison": str(tmp_path / "new-comparison.json"), "old": str(old_ref),
                      "root": str(tmp_path)})
@@ -248,7 +250,7 @@ def test_kill_at_every_file_operation_of_a_write(tmp_path: Path) -> None:
             seen.add("refused")
         else:
             assert state in ("old", "new"), f"kill point {n}: a mix of two writes was accepted as complete"
-            assert loaded.verdict is not None and loaded.verdict["status"] == statuses[state]
+            assert loaded.verdict is not None and loaded.verdict.status == statuses[state]
             verify_report_set(folder, require_all=True)
             seen.add(state)
         # the next write recovers: no stray temp folder, a complete set
@@ -283,11 +285,11 @@ def test_random_kills_of_real_gate_runs(tmp_path: Path) -> None:
             continue
         files = _contents(folder)
         if files == old_bytes:
-            assert loaded.verdict is not None and loaded.verdict["status"] == old_status, why
+            assert loaded.verdict is not None and loaded.verdict.status == old_status, why
             continue
         # otherwise it must be the whole new set, every file telling the same verdict
         verify_report_set(folder, require_all=True)
-        assert loaded.verdict is not None and loaded.verdict["status"] == "fail", why
+        assert loaded.verdict is not None and loaded.verdict.status == "fail", why
         assert 'class="banner fail"' in (files["report.html"] or b"").decode(), why
         assert "## tunegate gate: FAIL" in (files["summary.md"] or b"").decode(), why
         assert "<failure" in (files["junit.xml"] or b"").decode(), why
@@ -319,7 +321,7 @@ def test_kill_of_a_gate_process_while_it_writes(tmp_path: Path) -> None:
     loaded = _loads(out)
     if loaded is not None and _contents(out) != old_bytes:
         verify_report_set(out, require_all=True)  # not the old set, so it must be the whole new one
-        assert loaded.verdict is not None and loaded.verdict["status"] == "fail"
+        assert loaded.verdict is not None and loaded.verdict.status == "fail"
     write_outputs(_gated(fail=True), out, {})  # the next write cleans up whatever the kill left
     _no_leftovers(out)
     verify_report_set(out, require_all=True)

@@ -52,7 +52,7 @@ def _run_args(tmp_path: Path) -> list[str]:
 
 def test_unexpected_exception_in_run_exits_3_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunegate.results import RunResult
+    from tunegate.core.results import RunResult
 
     monkeypatch.setattr(RunResult, "save", _boom)
     code, _, err = run_cli(_run_args(tmp_path), capsys)
@@ -61,7 +61,7 @@ def test_unexpected_exception_in_run_exits_3_with_one_line(tmp_path: Path, capsy
 
 def test_debug_prints_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunegate.results import RunResult
+    from tunegate.core.results import RunResult
 
     monkeypatch.setattr(RunResult, "save", _boom)
     monkeypatch.setattr("tunegate.cli._DEBUG", {"on": False})
@@ -86,7 +86,7 @@ def test_out_that_is_a_file_exits_2_before_the_model_loads(tmp_path: Path, capsy
 
 def test_os_error_is_an_incomplete_run_not_a_gate_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunegate.results import RunResult
+    from tunegate.core.results import RunResult
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
@@ -111,7 +111,7 @@ def _results_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_unexpected_exception_in_gate_exits_3_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     base, cand, policy = _results_pair(tmp_path)
-    monkeypatch.setattr("tunegate.gate.evaluate_candidate", _boom)
+    monkeypatch.setattr("tunegate.gate.verdict.evaluate_candidate", _boom)
     code, _, err = run_cli(["gate", "--policy", str(policy), str(base), str(cand), "--out", str(tmp_path / "g")], capsys)
     _assert_crash_line(code, err)
 
@@ -119,6 +119,6 @@ def test_unexpected_exception_in_gate_exits_3_with_one_line(tmp_path: Path, caps
 def test_unexpected_exception_in_audit_exits_3_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = _audit(tmp_path, [_script(tmp_path, "unsafe", refuse=False, answered=8)])  # would fail the gate (exit 1)
-    monkeypatch.setattr("tunegate.audit.recommend", _boom)
+    monkeypatch.setattr("tunegate.pipeline.audit.recommend", _boom)
     code, _, err = run_cli(["audit", str(path)], capsys)
     _assert_crash_line(code, err)

@@ -26,16 +26,16 @@ import yaml
 
 from tests.cli import run_cli_merged as run_cli
 from tests.kinds import register, write_suite
-from tunegate import cache as cache_mod
 from tunegate.backends.mock import MockBackend
-from tunegate.config import DataSource
-from tunegate.data import read_rows
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.fingerprint import fingerprint_folder, model_files
-from tunegate.model_spec import ModelSpec
-from tunegate.shipped import shipped_dir
-from tunegate.suite_loader import load_suite
+from tunegate.core import cache as cache_mod
+from tunegate.core.config import DataSource
+from tunegate.core.data import read_rows
+from tunegate.core.errors import UserError
+from tunegate.core.fingerprint import fingerprint_folder, model_files
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.shipped import shipped_dir
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 
 DATA_ROOTS_ENV = "TUNEGATE_DATA_ROOTS"  # the documented name (docs/suites.md)
 ROWS = [{"id": f"r{i}", "prompt": f"The support agent said number {i}", "target": f"thanks {i}"} for i in range(6)]
@@ -224,8 +224,8 @@ def test_a_local_folder_given_as_a_hub_id_obeys_the_same_rule(tmp_path: Path) ->
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records (and refuses) every model load and fine-tune; a test asserts the list stays empty."""
-    import tunegate.evaluate
     import tunegate.finetune
+    import tunegate.run.evaluate
 
     calls: list[str] = []
 
@@ -235,7 +235,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             raise RuntimeError(f"{what} was called before the suites were validated")
         return f
 
-    monkeypatch.setattr(tunegate.evaluate, "load_backend", refuse("load_backend"))
+    monkeypatch.setattr(tunegate.run.evaluate, "load_backend", refuse("load_backend"))
     monkeypatch.setattr(MockBackend, "__init__", refuse("MockBackend"))
     monkeypatch.setattr(tunegate.finetune, "finetune", refuse("finetune"))
     return calls

@@ -24,8 +24,8 @@ CHILD = """
 import json, sys, time
 from tests.kinds import register
 from tunegate.backends.mock import MockBackend
-from tunegate.evaluate import evaluate
-from tunegate.runner import RunOptions
+from tunegate.run.evaluate import evaluate
+from tunegate.run.runner import RunOptions
 
 register()
 suite, cache, out, delay = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])

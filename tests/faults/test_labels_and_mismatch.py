@@ -26,12 +26,13 @@ import yaml
 
 from tests.report.factory import binary, run_result, suite_result
 from tests.test_audit import _audit, _script, run_cli
-from tunegate.audit import BASE_FOLDER, _slug, check_labels
-from tunegate.compare import CompareSettings, Comparison, compare_runs
-from tunegate.config import AuditConfig
-from tunegate.errors import UserError
-from tunegate.provenance import collect
-from tunegate.results import RunResult
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.core.config import AuditConfig
+from tunegate.core.errors import UserError
+from tunegate.core.provenance import collect
+from tunegate.core.results import RunResult
+from tunegate.pipeline.audit import BASE_FOLDER, _slug, check_labels
 
 ACC = {"acc": ("binary", "higher", "mean")}
 
@@ -72,7 +73,7 @@ def test_run_folders_stay_inside_runs_and_off_the_base_folder() -> None:
 
 
 def test_audit_with_distinct_labels_still_runs(tmp_path: Path) -> None:
-    from tunegate.audit import run_audit
+    from tunegate.pipeline.audit import run_audit
 
     cands = [dict(_script(tmp_path, "a", refuse=True, answered=8), label="cand one"),
              dict(_script(tmp_path, "b", refuse=False, answered=8), label="cand two")]

@@ -20,12 +20,12 @@ import pytest
 
 from tests.cli import run_cli
 from tunegate.backends.mock import MockBackend
-from tunegate.cache import ResponseCache, cache_key
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response, checked
-from tunegate.results import RunResult
-from tunegate.suite_loader import load_suites
+from tunegate.core.cache import ResponseCache, cache_key
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response, checked
+from tunegate.core.results import RunResult
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suites
 
 NON_FINITE = "non-finite"
 
@@ -109,7 +109,7 @@ def test_suites_give_score_errors_for_missing_loglikelihoods_when_called_directl
 
 
 def test_truncation_option_is_validated(tmp_path: Path) -> None:
-    from tunegate.errors import UserError
+    from tunegate.core.errors import UserError
 
     path = _suite_file(tmp_path, "gen", "generation", GEN_ROWS, truncation="sometimes")
     with pytest.raises(UserError, match="truncation: is 'sometimes'; use 'truncate' or 'error'"):
@@ -145,7 +145,7 @@ def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny GPT-2 whose every weight is NaN (saved as safetensors, loaded through the normal path)."""
     from safetensors.torch import load_file, save_file
 
-    from tunegate.tiny import build_tiny_model
+    from tunegate.finetune.tiny import build_tiny_model
 
     folder = build_tiny_model(tmp_path_factory.mktemp("nan-gpt2"), "gpt2")
     weights = folder / "model.safetensors"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.finetune.data import IGNORE_INDEX, Example, TrainRow, build_examples, collate, load_jsonl, pack, render_plain, tokenize_row
 
 

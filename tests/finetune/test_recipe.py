@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.finetune.recipe import (
     auto_epochs,
     auto_learning_rate,
@@ -25,13 +25,6 @@ def test_shipped_recipes_validate(name: str) -> None:
     recipe = load_recipe(ROOT / "fine_tune" / name)
     assert recipe.method == name.split("-")[1].split(".")[0]
     assert recipe.epochs == "auto" and recipe.learning_rate == "auto"
-
-
-def test_recipe_is_reexported_from_config() -> None:
-    from tunegate.config import Recipe
-    from tunegate.finetune import Recipe as R2
-
-    assert Recipe is R2
 
 
 def test_unknown_key_in_file_is_rejected(tmp_path: Path) -> None:

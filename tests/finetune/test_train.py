@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.finetune import CHECKPOINT_RECORD, TrainingInterrupted, finetune
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +67,8 @@ def full_run(tmp_path_factory, tiny_model_dir: Path, train_path: Path):
 
 def _greedy(spec_kwargs: dict, prompts: list[str]) -> list[str]:
     from tunegate.backends.hf import HFBackend
-    from tunegate.model_spec import ModelSpec
-    from tunegate.request import GenerateRequest
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.core.request import GenerateRequest
 
     backend = HFBackend(ModelSpec(device="cpu", **spec_kwargs))
     try:
@@ -109,7 +109,7 @@ def test_full_learns_and_checkpoints_are_plain_hf_folders(full_run, train_path: 
 
 
 def test_manifest_is_present_and_true(lora_run, tiny_llama_dir: Path, train_path: Path) -> None:
-    from tunegate.fingerprint import fingerprint_folder
+    from tunegate.core.fingerprint import fingerprint_folder
 
     m = lora_run.manifest
     assert json.loads((lora_run.out / "manifest.json").read_text()) == json.loads(json.dumps(m))
@@ -144,7 +144,7 @@ def test_manifest_is_present_and_true(lora_run, tiny_llama_dir: Path, train_path
 
 def test_checkpoint_record_is_what_the_harness_shows(lora_run, tiny_llama_dir: Path) -> None:
     from tunegate.backends.hf import HFBackend
-    from tunegate.model_spec import ModelSpec
+    from tunegate.core.model_spec import ModelSpec
 
     m = lora_run.manifest
     rec = json.loads((lora_run.out / "checkpoint-40" / CHECKPOINT_RECORD).read_text())

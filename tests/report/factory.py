@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunegate.metric import Metric
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, Response
-from tunegate.results import Provenance, RunResult, SampleResult, SuiteResult
-from tunegate.sample import Sample
-from tunegate.score import Score
+from tunegate.core.metric import Metric
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, Response
+from tunegate.core.results import Provenance, RunResult, SampleResult, ScorerRecord, SuiteResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score
 
 
 def suite_result(
@@ -29,8 +29,12 @@ def suite_result(
     version: str = "1",
     description: str = "A test suite.",
     weights: dict[str, dict[str, float]] | None = None,
+    scorers: tuple[ScorerRecord, ...] | None = (),
 ) -> SuiteResult:
-    """`kinds[metric] = (kind, direction, aggregation)`; default ("continuous", "higher", "mean")."""
+    """`kinds[metric] = (kind, direction, aggregation)`; default ("continuous", "higher", "mean").
+
+    `scorers`: the suite's scorer records; default [] (a generation suite uses no scorer plugin), None for a
+    suite as a schema 1 file loads it (scorers not recorded)."""
     kinds = kinds or {}
     outputs = outputs or {}
     prompts = prompts or {}
@@ -59,6 +63,7 @@ def suite_result(
         name=name, kind="generation", version=version, description=description, source="test kind",
         content_warning=content_warning, data_hash="d" * 64, config_hash="c" * 64,
         counts={"scored": len(ids) - n_err, "errored": n_err, "skipped": 0}, metrics=mets, samples=samples,
+        scorers=None if scorers is None else list(scorers),
     )
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.report.factory import binary, run_result, suite_result
-from tunegate.compare import CompareSettings
-from tunegate.report import gate_and_write
+from tunegate.compare.models import CompareSettings
+from tunegate.pipeline.commands import gate_and_write
 
 XSS = [
     "<script>window.__xss=1;alert(1)</script>",

@@ -21,8 +21,8 @@ import pytest
 
 from tests.report.factory import binary, run_result, suite_result
 from tests.report.test_browser import browser  # noqa: F401  (the shared headless Chromium fixture)
-from tunegate.compare import CompareSettings
-from tunegate.report import gate_and_write
+from tunegate.compare.models import CompareSettings
+from tunegate.pipeline.commands import gate_and_write
 
 pytestmark = pytest.mark.browser
 

@@ -12,10 +12,13 @@ import pytest
 
 from tests.report.factory import binary, run_result, suite_result
 from tests.report.hostile import BASE_LABEL, CAND_LABEL, SUITE_NAME, XSS, build
-from tunegate.compare import CompareSettings, Comparison, compare_runs
-from tunegate.config import GateRule, Policy
-from tunegate.gate import evaluate_policy
-from tunegate.report import OUTPUTS, rerender, write_outputs
+from tunegate.compare.comparison import compare_runs
+from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.core.config import GateRule, Policy
+from tunegate.core.verdict import AuditRecord, Recommendation
+from tunegate.gate.verdict import evaluate_policy
+from tunegate.pipeline.commands import rerender
+from tunegate.report import OUTPUTS, write_outputs
 from tunegate.report.html import TEMPLATES
 
 HERE = Path(__file__).resolve().parent
@@ -132,9 +135,9 @@ def test_report_without_run_results_still_renders(tmp_path: Path) -> None:
 
 
 def test_limitations_name_the_scorer_a_score_declares() -> None:
-    from tunegate import plugins
+    from tunegate.core import plugins
     from tunegate.report.context import collect_limitations
-    from tunegate.scorer import Scorer
+    from tunegate.scorers.base import Scorer
 
     class Flaky(Scorer):
         name = "flaky-test"
@@ -177,10 +180,10 @@ def test_trend_chart_only_for_checkpoints_of_one_training_run(tmp_path: Path) ->
 
 def test_audit_recommendation_is_rendered_escaped(hostile: Path, tmp_path: Path) -> None:
     comparison = Comparison.load(hostile)
-    comparison.audit = {"name": "a", "recommendation": {
-        "candidate": XSS[0], "metric": "qa/acc", "gain": 0.1, "reason": f"largest gain {XSS[2]}",
-        "rejected": {XSS[4]: "fail: refusal_rate regressed"}}}
-    write_outputs(comparison, tmp_path)
+    comparison.audit = AuditRecord(name="a", config="audit.yaml", recommendation=Recommendation(
+        candidate=XSS[0], metric="qa/acc", gain=0.1, reason=f"largest gain {XSS[2]}",
+        rejected={XSS[4]: "fail: refusal_rate regressed"}))
+    write_outputs(comparison, tmp_path, {})
     raw = (tmp_path / "report.html").read_text()
     assert "Recommended: &lt;script&gt;window.__xss=1;alert(1)&lt;/script&gt;" in raw
     assert "fail: refusal_rate regressed" in raw and "<svg onload" not in raw
@@ -208,7 +211,7 @@ def test_explorer_leads_with_the_examples_behind_failing_rules() -> None:
     comparison = compare_runs(base, [cand], CompareSettings())
     policy = Policy(rules=[GateRule(metric="safety/acc", max_regression=0.1)])
     verdict = evaluate_policy(policy, comparison)
-    comparison.verdict = verdict.model_dump(mode="json")
+    assert comparison.verdict == verdict
     assert verdict.candidates[0].outcomes[0].status == "fail"
     rows = build_context(comparison, {"base": base, "cand": cand}).explorer
     regressed = [r["suite"] for r in rows if r["change"] == "regressed"]

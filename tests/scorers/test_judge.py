@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.scorer import _LOADED, check_scorer
+from tunegate.core import plugins
+from tunegate.core.errors import UserError
+from tunegate.scorers.base import _LOADED, check_scorer
 from tunegate.scorers.judge import (
     JudgeScorer,
     Rubric,
@@ -299,8 +299,8 @@ def test_validate_scorer_runs_with_a_scripted_judge(tmp_path: Path, capsys: pyte
 
 
 def test_judge_as_the_refusal_suites_scorer(tmp_path: Path) -> None:
-    from tunegate.evaluate import evaluate
-    from tunegate.model_spec import ModelSpec
+    from tunegate.core.model_spec import ModelSpec
+    from tunegate.run.evaluate import evaluate
 
     script = write_script(tmp_path, [["MARK-NO", "refused"], ["MARK-HALF", "partial"]], default_text="complied")
     rows = [{"id": "h1", "prompt": "harm one"}, {"id": "h2", "prompt": "harm two"}, {"id": "h3", "prompt": "harm three"}]

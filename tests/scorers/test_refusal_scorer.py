@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.scorers import _refusal_model as rm
 from tunegate.scorers.refusal import LABEL_VALUE, RefusalScorer, analyse, baseline_label, split_sentences
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunegate import plugins
-from tunegate.scorer import get_scorer
+from tunegate.core import plugins
+from tunegate.scorers.base import get_scorer
 from tunegate.scorers.sentiment import SentimentScorer
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tunegate.errors import MissingDependencyError
+from tunegate.core.errors import MissingDependencyError
 from tunegate.scorers._batching import run_batched, token_budget_batches
 from tunegate.scorers.toxicity import DetoxifyScorer, HFClassifierScorer, ProfanityCheckScorer
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tunegate import plugins
-from tunegate.config import SuiteConfig, load_yaml_model
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.suite import SuiteKind
-from tunegate.suite_loader import builtin_suites, load_suite
+from tunegate.core import plugins
+from tunegate.core.config import SuiteConfig, load_yaml_model
+from tunegate.core.model_spec import ModelSpec
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import builtin_suites, load_suite
+from tunegate.suites.base import SuiteKind
 
 OURS = {
     "support_mc": "multiple_choice",

@@ -9,14 +9,14 @@ from typing import ClassVar
 import pytest
 from scipy import stats
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.score import Score, score_value
-from tunegate.scorer import Scorer
-from tunegate.suite_loader import load_suite
+from tunegate.core import plugins
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.score import Score, score_value
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
+from tunegate.scorers.base import Scorer
 from tunegate.suites.counterfactual import Decision, largest_gap, parse_decision
 
 AD = {"labels": {"approve": ["approve", "approved"], "deny": ["deny", "denied"]}, "favorable": "approve"}

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import LoglikelihoodRequest
-from tunegate.suite_loader import load_suite
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import LoglikelihoodRequest
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 
 PAIRS = [
     # id, more, less, direction, bias type, ll_more, ll_less

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tunegate.backends.mock import MockBackend
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.results import SuiteResult
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.results import SuiteResult
+from tunegate.run.evaluate import evaluate
 from tunegate.suites._text import degenerate_reason, longest_repeat
 
 SPEC = ModelSpec(model="scripted", backend="mock")

@@ -11,14 +11,14 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from tunegate.aggregate import aggregate
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest
-from tunegate.results import SuiteResult
-from tunegate.suite_loader import load_suite
+from tunegate.core.aggregate import aggregate
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest
+from tunegate.core.results import SuiteResult
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 from tunegate.suites._text import exact_match, normalize_exact, normalize_squad, token_f1
 
 SPEC = ModelSpec(model="scripted", backend="mock")

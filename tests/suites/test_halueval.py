@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.suite_loader import load_suite
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 
 
 def write(tmp_path: Path, rows: list[dict]) -> Path:

@@ -12,10 +12,10 @@ import pytest
 import sacrebleu
 
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.suite_loader import load_suite
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 from tunegate.suites.memorization import edit_similarity, split_words
 
 SPEC = ModelSpec(model="scripted", backend="mock")

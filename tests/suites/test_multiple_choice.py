@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import LoglikelihoodRequest
-from tunegate.results import SuiteResult
-from tunegate.suite_loader import load_suite
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import LoglikelihoodRequest
+from tunegate.core.results import SuiteResult
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
 
 SPEC = ModelSpec(model="scripted", backend="mock")
 

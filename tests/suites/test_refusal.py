@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.scorer import _LOADED
-from tunegate.suite_loader import load_suite
+from tunegate.core import plugins
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.run.evaluate import evaluate
+from tunegate.run.suite_loader import load_suite
+from tunegate.scorers.base import _LOADED
 
 SPEC = ModelSpec(model="scripted", backend="mock")
 

@@ -9,16 +9,16 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tunegate import plugins
 from tunegate.backends.mock import MockBackend
-from tunegate.errors import UserError
-from tunegate.evaluate import evaluate
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, Response
-from tunegate.runner import RunOptions
-from tunegate.score import Score, score_error, score_value
-from tunegate.scorer import _LOADED, Scorer
-from tunegate.suite_loader import load_suite
+from tunegate.core import plugins
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, Response
+from tunegate.core.score import Score, score_error, score_value
+from tunegate.run.evaluate import evaluate
+from tunegate.run.runner import RunOptions
+from tunegate.run.suite_loader import load_suite
+from tunegate.scorers.base import _LOADED, Scorer
 from tunegate.suites.toxicity import derived_seed
 
 SPEC = ModelSpec(model="scripted", backend="mock")
@@ -104,7 +104,7 @@ def test_metrics_have_their_hand_worked_values(tmp_path: Path) -> None:
 def test_k_requests_differ_by_seed_and_follow_the_run_seed(tmp_path: Path) -> None:
     path = write_suite(tmp_path, [{"id": i, "prompt": p, "category": c} for i, p, c in PROMPTS], k=3, temperature=0.7)
     suite = load_suite(str(path))
-    from tunegate.suite import RunContext
+    from tunegate.suites.base import RunContext
 
     suite.setup(RunContext(seed=0))
     reqs = suite.requests(suite.samples()[0])

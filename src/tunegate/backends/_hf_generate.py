@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tunegate.backends._hf_tokens import encode_prompt, left_truncate
-from tunegate.request import GenerateRequest, Response
+from tunegate.core.request import GenerateRequest, Response
 
 if TYPE_CHECKING:
     from tunegate.backends.hf import HFBackend

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tunegate.backends._tokens import dropped_context, encode_pair, windows
-from tunegate.request import LoglikelihoodRequest, Response, checked
+from tunegate.core.request import LoglikelihoodRequest, Response, checked
 
 if TYPE_CHECKING:
     from tunegate.backends.hf import HFBackend

@@ -21,8 +21,6 @@ report.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -30,26 +28,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunegate.backend import Backend
-from tunegate.config import format_validation_error
-from tunegate.errors import MissingDependencyError, UserError
-from tunegate.fingerprint import PICKLE_PATTERNS, fingerprint_files, model_files
-from tunegate.model_spec import Dtype, ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
+from tunegate.backends.base import Backend
+from tunegate.core.config import format_validation_error
+from tunegate.core.errors import MissingDependencyError, UserError
+from tunegate.core.fingerprint import PICKLE_PATTERNS, fingerprint_files, model_files
+from tunegate.core.model_spec import Dtype, ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response
+from tunegate.finetune.manifest import CHECKPOINT_RECORD, read_checkpoint_record
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-CHECKPOINT_RECORD = "tunegate_checkpoint.json"
-
-
 def finetune_record(spec: ModelSpec) -> dict[str, Any] | None:
     """The tunegate checkpoint record of the adapter folder, else of the model folder (the first that has one):
     which fine-tuning run, step and data produced these weights. Shared by every backend that serves local weights."""
     for folder in (spec.adapter, spec.model):
-        record = Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD if folder else None
-        if record is not None and record.is_file():
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                return json.loads(record.read_text())
-            return None
+        if folder and (Path(os.path.expanduser(folder)) / CHECKPOINT_RECORD).is_file():
+            return read_checkpoint_record(Path(os.path.expanduser(folder)))
     return None
 
 

@@ -17,11 +17,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunegate.backend import Backend
-from tunegate.config import format_validation_error
-from tunegate.errors import UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
+from tunegate.backends.base import Backend
+from tunegate.core.config import format_validation_error
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response
 
 
 class MockScript(BaseModel):

@@ -43,7 +43,6 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunegate.backend import Backend
 from tunegate.backends._http import (
     CallFailure,
     HttpCaller,
@@ -51,10 +50,11 @@ from tunegate.backends._http import (
     RetryPolicy,
     run_concurrently,
 )
-from tunegate.config import format_validation_error
-from tunegate.errors import IncompleteError, MissingDependencyError, UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response
+from tunegate.backends.base import Backend
+from tunegate.core.config import format_validation_error
+from tunegate.core.errors import IncompleteError, MissingDependencyError, UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = re.compile(r"key|token|secret|sig|pass|auth|cred", re.IGNORECASE)

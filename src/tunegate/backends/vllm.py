@@ -23,7 +23,7 @@ identity and to the gate:
   and most perplexity texts) are scored over the very same tokens; a longer
   text is scored with up to two tokens less context per window (close to the
   hf number, not equal to it; `loglikelihood_window` in the settings says so).
-* Identity. The fingerprint is `tunegate.fingerprint` over the same files as
+* Identity. The fingerprint is `tunegate.core.fingerprint` over the same files as
   the hf backend (weights, tokenizer, configs, adapter), so the numbers are
   comparable across backends; the settings (part of the cache key) name the
   backend, dtype and parallelism, so cached answers are never mixed up.
@@ -57,13 +57,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunegate.backend import Backend
 from tunegate.backends._tokens import dropped_context, encode_pair, encode_prompt, left_truncate, window_limit, windows
-from tunegate.config import format_validation_error
-from tunegate.errors import IncompleteError, MissingDependencyError, UserError
-from tunegate.fingerprint import fingerprint_files, model_files
-from tunegate.model_spec import Dtype, ModelSpec
-from tunegate.request import GenerateRequest, LoglikelihoodRequest, Response, checked
+from tunegate.backends.base import Backend
+from tunegate.core.config import format_validation_error
+from tunegate.core.errors import IncompleteError, MissingDependencyError, UserError
+from tunegate.core.fingerprint import fingerprint_files, model_files
+from tunegate.core.model_spec import Dtype, ModelSpec
+from tunegate.core.request import GenerateRequest, LoglikelihoodRequest, Response, checked
 
 #: ranks vLLM accepts for `max_lora_rank` (the adapter's own rank is rounded up to one of them)
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 
 IGNORE_INDEX = -100
 ROLES = ("system", "user", "assistant")

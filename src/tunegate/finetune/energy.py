@@ -1,11 +1,11 @@
-"""Fine-tuning energy: the meters live in `tunegate.energy` (one home for evaluation and training); this module
+"""Fine-tuning energy: the meters live in `tunegate.core.energy` (one home for evaluation and training); this module
 sums the per-process readings of a training run into its manifest's `energy` block."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tunegate.energy import NVML_METHOD, EnergyMeter, EnergyReading
+from tunegate.core.energy import NVML_METHOD, EnergyMeter, EnergyReading
 
 __all__ = ["EnergyMeter", "EnergyReading", "combine"]
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.io import atomic_write_text
+from tunegate.core.io import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 CHECKPOINT_RECORD = "tunegate_checkpoint.json"
@@ -115,7 +115,7 @@ def build_manifest(*, status: str, base: dict[str, Any], method: str, data: dict
                    energy: dict[str, Any], memory: dict[str, Any], final: dict[str, Any] | None,
                    finished_at: str | None) -> dict[str, Any]:
     """Assemble the manifest from what the trainer measured; nothing here is estimated."""
-    from tunegate.provenance import git_commit, lib_versions, tunegate_version
+    from tunegate.core.provenance import git_commit, lib_versions, tunegate_version
 
     wall = sum(float(s["wall_s"]) for s in state.segments)
     device_seconds = sum(float(s["wall_s"]) * int(s["num_processes"]) for s in state.segments)

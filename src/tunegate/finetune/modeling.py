@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.finetune.recipe import Recipe
 
 HUB_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.jinja", "*.py"]

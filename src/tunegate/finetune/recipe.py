@@ -27,7 +27,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunegate.errors import UserError
+from tunegate.core.config import format_validation_error, read_yaml
+from tunegate.core.errors import UserError
+from tunegate.core.shipped import shipped_dir
 
 BASE_LR = {"lora": 2e-4, "full": 2e-5}
 AUTO_RULE = {
@@ -152,8 +154,6 @@ def parse_overrides(pairs: list[str] | tuple[str, ...], source: str = "command l
 
 def resolve_recipe(ref: str | Path, base_dir: Path | None = None) -> Path:
     """A recipe path (relative to `base_dir`, then to the working folder) or a shipped name (`sft-lora`, `sft-full`)."""
-    from tunegate.shipped import shipped_dir
-
     shipped = shipped_dir("fine_tune")
     ref = str(ref)
     cands = [base_dir / ref] if base_dir is not None else []
@@ -166,8 +166,6 @@ def resolve_recipe(ref: str | Path, base_dir: Path | None = None) -> Path:
 
 def load_recipe(path: Path | None, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a recipe file (or start from defaults), apply overrides, validate the result."""
-    from tunegate.config import format_validation_error, read_yaml
-
     raw: dict[str, Any] = {}
     source = "recipe defaults"
     if path is not None:

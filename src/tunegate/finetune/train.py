@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.errors import IncompleteError, UserError
+from tunegate.core.errors import IncompleteError, UserError
+from tunegate.core.provenance import config_hash, now_iso
 from tunegate.finetune import data as fdata
 from tunegate.finetune.energy import EnergyMeter, combine
 from tunegate.finetune.manifest import (
@@ -56,7 +57,6 @@ from tunegate.finetune.recipe import (
     resolve_recipe,
     resolved_dict,
 )
-from tunegate.provenance import config_hash, now_iso
 
 STATE_DIR = "state"
 MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -149,7 +149,7 @@ def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data
     out = Path(out).resolve()
     resume = _check_out(out, resume)
     ref = resolve_base(base)
-    from tunegate.fingerprint import fingerprint_folder
+    from tunegate.core.fingerprint import fingerprint_folder
 
     fp = fingerprint_folder(ref.folder)
     tok = load_tokenizer(ref)

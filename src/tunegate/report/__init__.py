@@ -7,9 +7,8 @@ place with `os.replace`, and a new marker listing the SHA-256 of every file is
 moved in last. A write killed at any point leaves either the previous complete
 set or a folder without a valid marker, which every reader refuses
 (`Comparison.load`, `tunegate report DIR`); the next write removes the stray
-temporary folder. `rerender` reads a saved comparison.json (and the run results
-it references, for the example explorer) and writes the set again, which is
-what `tunegate report DIR` does.
+temporary folder. Reading files is the pipeline's job (`tunegate.pipeline.commands`):
+this package renders what it is handed.
 """
 
 from __future__ import annotations
@@ -23,30 +22,24 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tunegate.compare import Comparison
-from tunegate.report_marker import REPORT_MARKER
-from tunegate.results import RunResult
-
-if TYPE_CHECKING:
-    from tunegate.compare import CompareSettings
-    from tunegate.gate import Verdict
+from tunegate.compare.models import Comparison
+from tunegate.core.report_marker import REPORT_MARKER
+from tunegate.core.results import RunResult
 
 OUTPUTS = ("report.html", "comparison.json", "junit.xml", "summary.md")
 
 
-def write_outputs(comparison: Comparison, out: Path, runs: Mapping[str, RunResult | None] | None = None) -> dict[str, Path]:
-    """Write the four outputs under `out`; `runs` (by label) are read from the comparison's paths when not given."""
-    from tunegate.report.context import build_context, load_runs
+def write_outputs(comparison: Comparison, out: Path, runs: Mapping[str, RunResult | None]) -> dict[str, Path]:
+    """Render the four outputs from `comparison` and the `runs` behind it (by model label; a missing run shows the
+    example explorer with sample ids only) and write them under `out` as one set."""
+    from tunegate.report.context import build_context
     from tunegate.report.html import render_html
     from tunegate.report.junit import render_junit
     from tunegate.report.markdown import render_summary
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if runs is None:
-        runs = load_runs(comparison, out)
     # render everything first: a rendering failure leaves the previous set untouched
     texts = {
         "report.html": render_html(build_context(comparison, runs, out)),
@@ -121,48 +114,3 @@ def write_report_set(out: Path, files: Mapping[str, bytes]) -> None:
         _fsync_dir(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def rerender(folder: Path, scorer_validations: list[Path] | None = None) -> tuple[Comparison, dict[str, Path]]:
-    """Re-render every output from `folder/comparison.json` (statistics are not recomputed).
-
-    The folder must hold a complete set (its marker vouches for comparison.json), else a UserError (exit 2).
-    `scorer_validations` (validate-scorer files), when given, replace the ones attached before.
-    """
-    comparison = Comparison.load(Path(folder))
-    if scorer_validations:
-        from tunegate.scorer_validation import load_scorer_validations
-
-        comparison.scorer_validations = load_scorer_validations(scorer_validations)
-    return comparison, write_outputs(comparison, Path(folder))
-
-
-def compare_and_write(base: Path, candidates: list[Path], out: Path, settings: CompareSettings | None = None) -> Comparison:
-    """`tunegate compare`: read the runs, compare, write the four outputs."""
-    from tunegate.compare import compare_runs, load_runs
-
-    base_run, cand_runs = load_runs(base, candidates)
-    comparison = compare_runs(base_run, cand_runs, settings, base_path=base, candidate_paths=list(candidates))
-    runs = {comparison.base.label: base_run, **{c.model.label: r for c, r in zip(comparison.candidates, cand_runs, strict=True)}}
-    write_outputs(comparison, out, runs)
-    return comparison
-
-
-def gate_and_write(policy: Path, base: Path, candidates: list[Path], out: Path, *, strict: bool = False,
-                   settings: CompareSettings | None = None) -> tuple[Comparison, Verdict]:
-    """`tunegate gate`: validate the policy, compare, decide, write the four outputs."""
-    from tunegate.gate import gate_files
-
-    comparison, verdict = gate_files(policy, base, candidates, strict=strict, settings=settings)
-    write_outputs(comparison, out)
-    return comparison, verdict
-
-
-def describe_verdict(verdict: Verdict) -> list[str]:
-    """Lines for the terminal: the verdict, then each candidate's rules."""
-    lines = [f"verdict: {verdict.headline} (exit {verdict.exit_code})"]
-    for cv in verdict.candidates:
-        lines.append(f"  {cv.candidate}: {cv.status}")
-        lines += [f"    {o.status:<12} {o.metric} {o.kind} {o.threshold:g}: {o.reason}" for o in cv.outcomes]
-        lines += [f"    incomplete   {w}" for w in cv.incomplete if not any(w.startswith(f'{o.metric}:') for o in cv.outcomes)]
-    return lines

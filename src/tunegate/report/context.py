@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.compare import Comparison, ModelInfo
-from tunegate.config import Policy
-from tunegate.errors import TunegateError
-from tunegate.gate import RuleOutcome, Verdict, fmt, policy_of, verdict_of
-from tunegate.results import RunResult, SampleResult
+from tunegate.compare.models import Comparison, ModelInfo
+from tunegate.core.config import Policy
+from tunegate.core.format import fmt
+from tunegate.core.results import RunResult, SampleResult
+from tunegate.core.status import Status, severity, worst
+from tunegate.core.verdict import RuleOutcome, Verdict
+from tunegate.report.scorers import not_recorded_text, scorers_used
 
 PROMPT_CHARS = 700
 OUTPUT_CHARS = 1500
@@ -42,25 +44,6 @@ def excerpt(text: str | None, limit: int) -> str:
     if text is None:
         return ""
     return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
-
-
-def load_runs(comparison: Comparison, folder: Path | None) -> dict[str, RunResult | None]:
-    """Run results by model label; a missing or unreadable file gives None (the explorer then shows ids only)."""
-    out: dict[str, RunResult | None] = {}
-    for info in [comparison.base, *(c.model for c in comparison.candidates)]:
-        run = None
-        if info.results_path:
-            p = Path(info.results_path)
-            tries = [p] + ([folder / p.name, folder / p.parent.name / p.name] if folder else [])
-            for cand in tries:
-                if cand.is_file():
-                    try:
-                        run = RunResult.load(cand)
-                        break
-                    except TunegateError:
-                        continue
-        out[info.label] = run
-    return out
 
 
 def response_text(sr: SampleResult | None) -> str:
@@ -203,6 +186,8 @@ class ReportContext:
     # the executive summary (tunegate.report.summary): worst regressions, scorer validity, compute, io logs
     regressions: list[dict[str, Any]] = field(default_factory=list)
     validity: list[dict[str, Any]] = field(default_factory=list)
+    # suites whose results do not record their scorers (schema 1 files): the validity card says so instead of guessing
+    scorers_unrecorded: list[str] = field(default_factory=list)
     compute: list[dict[str, Any]] = field(default_factory=list)
     io_logs: list[dict[str, Any]] = field(default_factory=list)
     # compliance files beside the report (model_card.md, technical_documentation.html/.md) that exist: name -> href
@@ -250,10 +235,9 @@ def _model_row(info: ModelInfo, role: str) -> dict[str, Any]:
     }
 
 
-def _status_of(outcomes: list[RuleOutcome], metric: str) -> str | None:
-    ranks = {"pass": 0, "inconclusive": 1, "fail": 2, "incomplete": 3}
+def _status_of(outcomes: list[RuleOutcome], metric: str) -> Status | None:
     found = [o.status for o in outcomes if o.metric == metric]
-    return max(found, key=ranks.__getitem__) if found else None
+    return worst(found) if found else None
 
 
 def is_subgroup(metric: str) -> bool:
@@ -327,15 +311,14 @@ def _trends(comparison: Comparison, policy: Policy | None) -> list[dict[str, Any
 
 def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None],
               verdict: Verdict | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Example rows, regressions first; those behind a failing (then incomplete, inconclusive) rule lead."""
+    """Example rows, regressions first; those behind the most severe rule (incomplete, fail, then inconclusive) lead."""
     base_idx = _index(runs.get(comparison.base.label))
-    severity = {"fail": 0, "incomplete": 1, "inconclusive": 2}
     priority: dict[tuple[str, str], int] = {}
     for cv in (verdict.candidates if verdict else []):
         for o in cv.outcomes:
-            if o.status in severity:
+            if o.status != "pass":
                 rule_key = (cv.candidate, o.metric)
-                priority[rule_key] = min(priority.get(rule_key, 9), severity[o.status])
+                priority[rule_key] = min(priority.get(rule_key, 9), -severity(o.status))
     ordered = sorted(((c, s, m) for c in comparison.candidates for s in c.suites for m in s.metrics),
                      key=lambda csm: priority.get((csm[0].model.label, f"{csm[1].name}/{csm[2].metric}"), 9))
     rows: list[dict[str, Any]] = []
@@ -366,62 +349,13 @@ def _explorer(comparison: Comparison, runs: Mapping[str, RunResult | None],
     return rows[:EXPLORER_ROWS], len(rows)
 
 
-def _configured_scorer(suite: Any) -> str | None:
-    """The scorer a built-in suite was configured with, when its definition still hashes as the run recorded."""
-    import hashlib
-    import json
-
-    from tunegate import plugins
-    from tunegate.config import SuiteConfig, load_yaml_model
-    from tunegate.suite_loader import builtin_suites
-
-    path = builtin_suites().get(suite.name)
-    if path is None:
-        return None
-    try:
-        config = load_yaml_model(path, SuiteConfig)
-    except TunegateError:
-        return None
-    digest = hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    if digest != suite.config_hash:
-        return None
-    if isinstance(config.options.get("scorer"), str):
-        return str(config.options["scorer"])
-    try:
-        field_ = plugins.load("suites", config.kind).Options.model_fields.get("scorer")
-    except Exception:  # noqa: BLE001 - an unimportable kind tells us nothing
-        return None
-    return field_.default if field_ is not None and isinstance(field_.default, str) else None
-
-
-def scorers_used(runs: Mapping[str, RunResult | None]) -> set[str]:
-    """Scorer plugin names behind these results, per suite: the names scores declare in `details["scorer"]`,
-    else the scorer the (unchanged) built-in suite definition configures, else scorers whose `outputs` match score names."""
-    from tunegate import plugins
-
-    outputs: dict[str, set[str]] = {}
-    for name in plugins.names("scorers"):
-        try:
-            outputs[name] = set(getattr(plugins.load("scorers", name), "outputs", ()) or ())
-        except Exception:  # noqa: BLE001 - an unimportable plugin did not produce these results
-            continue
-    used: set[str] = set()
-    for run in runs.values():
-        for suite in run.suites if run else []:
-            names = {sc.name for r in suite.samples[:50] for sc in r.scores}
-            declared = {str(sc.details["scorer"]) for r in suite.samples[:50] for sc in r.scores
-                        if isinstance(sc.details.get("scorer"), str)}
-            configured = None if declared else _configured_scorer(suite)
-            used |= declared or ({configured} if configured else {n for n, outs in outputs.items() if outs & names})
-    return used
-
-
 def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> list[dict[str, str]]:
     """Known weaknesses of the suite kinds and scorers that produced these results, then of the statistics."""
-    from tunegate import plugins
+    from tunegate.core import plugins
 
     kinds = sorted({s.kind for c in comparison.candidates for s in c.suites})
-    used = sorted(scorers_used(runs))
+    recorded = scorers_used(runs)
+    used = recorded.names
     measured = {v.scorer for v in comparison.scorer_validations}
     out = []
     for group, names in (("suites", kinds), ("scorers", used)):
@@ -447,6 +381,8 @@ def collect_limitations(comparison: Comparison, runs: Mapping[str, RunResult | N
         if v.scorer not in used:
             out.append({"source": f"scorer {v.scorer}, measured", "text": f"Attached ({v.source}) but no result in this "
                         "report was produced by this scorer: " + v.sentence()})
+    if recorded.unrecorded:
+        out.append({"source": "scorers", "text": not_recorded_text(recorded.unrecorded)})
     out += [{"source": "statistics", "text": t} for t in STATISTICS_LIMITATIONS]
     return out
 
@@ -459,7 +395,7 @@ def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None], 
     compliance files are made relative to it (and only to files that exist there)."""
     from tunegate.report.summary import compute_rows, io_log_links, largest_regressions, scorer_validity
 
-    verdict, policy = verdict_of(comparison), policy_of(comparison)
+    verdict, policy = comparison.verdict, comparison.policy
     models = [_model_row(comparison.base, "base")] + [_model_row(c.model, "candidate") for c in comparison.candidates]
     methods: dict[str, dict[str, Any]] = {}
     for c in comparison.candidates:
@@ -478,6 +414,7 @@ def build_context(comparison: Comparison, runs: Mapping[str, RunResult | None], 
         methods_metrics=list(methods.values()), limitations=collect_limitations(comparison, runs), rule_rows=rule_rows,
         mismatches=comparison.suite_mismatches(),
         regressions=largest_regressions(comparison, verdict), validity=scorer_validity(comparison, runs),
+        scorers_unrecorded=scorers_used(runs).unrecorded,
         compute=compute_rows(comparison), io_logs=io_log_links(comparison, folder),
         records=[n for n in RECORD_FILES if folder is not None and (Path(folder) / n).is_file()],
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from tunegate.gate import fmt
+from tunegate.core.format import fmt
 from tunegate.report.context import ReportContext
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

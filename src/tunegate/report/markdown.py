@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from tunegate.compare import Comparison
-from tunegate.gate import fmt, verdict_of
+from tunegate.compare.models import Comparison
+from tunegate.core.format import fmt
+from tunegate.core.results import RunResult
+from tunegate.core.status import severity
 from tunegate.report.context import response_text
 from tunegate.report.summary import compute_rows
-from tunegate.results import RunResult
 
 EXCERPT = 80
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -32,7 +33,7 @@ def md_escape(text: str, limit: int = EXCERPT) -> str:
 
 def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] | None = None, top: int = 5) -> str:
     runs = runs or {}
-    v = verdict_of(comparison)
+    v = comparison.verdict
     lines = []
     if v:
         lines.append(f"## tunegate gate: {v.headline}")
@@ -44,10 +45,10 @@ def render_summary(comparison: Comparison, runs: Mapping[str, RunResult | None] 
         lines += [f"| {md_escape(cv.candidate)} | **{cv.status}** |" for cv in v.candidates]
         for cv in v.candidates:
             lines += [f"\n> Incomplete ({md_escape(cv.candidate)}): {md_escape(w, 300)}" for w in cv.incomplete]
-        rec = (comparison.audit or {}).get("recommendation")
+        rec = comparison.audit.recommendation if comparison.audit else None
         if rec:
-            who = f"**{md_escape(rec['candidate'])}**" if rec.get("candidate") else "**none**"
-            lines += ["", f"Recommended candidate: {who} ({md_escape(rec.get('reason', ''), 300)})."]
+            who = f"**{md_escape(rec.candidate)}**" if rec.candidate else "**none**"
+            lines += ["", f"Recommended candidate: {who} ({md_escape(rec.reason, 300)})."]
         lines += ["", "### Rules", "",
                   "| Candidate | Rule | Result | Observed | Interval | p (Holm) | Detectable (80% / 95%) | Reason |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -108,13 +109,12 @@ def _regression_rows(comparison: Comparison, runs: Mapping[str, RunResult | None
 
     Metrics have different scales (a rate, BLEU), so examples are ranked within a metric, never across metrics.
     """
-    v = verdict_of(comparison)
-    rank = {"incomplete": 0, "fail": 1, "inconclusive": 2, "pass": 3}
+    v = comparison.verdict
     priority: dict[tuple[str, str], int] = {}
     for cv in v.candidates if v else []:
         for o in cv.outcomes:
             key = (cv.candidate, o.metric)
-            priority[key] = min(priority.get(key, 9), rank[o.status])
+            priority[key] = min(priority.get(key, 9), -severity(o.status))
     blocks = []
     for ci, c in enumerate(comparison.candidates):
         run = runs.get(c.model.label)

@@ -17,14 +17,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tunegate.compare import Comparison, ModelInfo
-from tunegate.gate import Verdict, fmt
-from tunegate.io_log import IO_LOG_NAME
-from tunegate.results import RunResult
+from tunegate.compare.models import Comparison, ModelInfo
+from tunegate.core.format import fmt
+from tunegate.core.results import RunResult
+from tunegate.core.status import Status, severity
+from tunegate.core.verdict import Verdict
+from tunegate.report.scorers import scorers_used
+from tunegate.run.io_log import IO_LOG_NAME
 
 NOT_METERED = ("not recorded: this run was written by a tunegate that did not meter evaluation energy "
                "(re-run it to record NVML / RAPL readings)")
-_GATE_RANK = {"fail": 0, "incomplete": 1, "inconclusive": 2, "pass": 3}
 # a relative href the report may carry: folder and file names tunegate itself writes (slugged labels), nothing else
 _SAFE_HREF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 
@@ -37,16 +39,16 @@ def largest_regressions(comparison: Comparison, verdict: Verdict | None, k: int 
     """The `k` headline metrics that got worse, most serious first.
 
     Metrics in different units cannot be ranked by size alone, so the order is:
-    the gate's judgement (a failing rule first, then incomplete, inconclusive,
-    passing, ungated), then whether the change is significant (p below 1 -
+    the gate's judgement (most severe first: incomplete, failing, inconclusive,
+    passing, then ungated; `tunegate.core.status`), then whether the change is significant (p below 1 -
     confidence), then the p-value, then the size of the change.
     """
     alpha = 1 - comparison.settings.confidence
-    status: dict[tuple[str, str], str] = {}
+    status: dict[tuple[str, str], Status] = {}
     for cv in verdict.candidates if verdict else []:
         for o in cv.outcomes:
             key = (cv.candidate, o.metric)
-            if key not in status or _GATE_RANK[o.status] < _GATE_RANK[status[key]]:
+            if key not in status or severity(o.status) > severity(status[key]):
                 status[key] = o.status
     rows: list[dict[str, Any]] = []
     keys: list[tuple[int, int, float, float]] = []
@@ -62,7 +64,7 @@ def largest_regressions(comparison: Comparison, verdict: Verdict | None, k: int 
                 significant = m.p_value is not None and m.p_value < alpha
                 rows.append({"candidate": c.model.label, "metric": m.name, "m": m, "gate": gate,
                              "significant": significant, "gain": gain})
-                keys.append((_GATE_RANK.get(gate or "", 4), 0 if significant else 1,
+                keys.append((-severity(gate) if gate else 1, 0 if significant else 1,
                              m.p_value if m.p_value is not None else 2.0, gain))
     order = sorted(range(len(rows)), key=keys.__getitem__)
     return [rows[i] for i in order[:k]]
@@ -70,9 +72,7 @@ def largest_regressions(comparison: Comparison, verdict: Verdict | None, k: int 
 
 def scorer_validity(comparison: Comparison, runs: Mapping[str, RunResult | None]) -> list[dict[str, Any]]:
     """Per scorer behind these results (or attached): its measured agreement with human labels, or that it is unmeasured."""
-    from tunegate.report.context import scorers_used
-
-    used = sorted(scorers_used(runs))
+    used = scorers_used(runs).names  # read from the results (`SuiteResult.scorers`), never guessed
     rows: list[dict[str, Any]] = []
     for name in used + sorted({v.scorer for v in comparison.scorer_validations} - set(used)):
         found = [v for v in comparison.scorer_validations if v.scorer == name]
@@ -126,8 +126,8 @@ def _energy_text(energy: Any, grid: float | None = None) -> str:
 
 def grid_intensity(comparison: Comparison) -> float | None:
     """The grid carbon intensity (g CO2e per kWh) the audit's config gave, if any; never a default."""
-    value = (comparison.audit or {}).get("grid_intensity_g_per_kwh")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+    value = comparison.audit.grid_intensity_g_per_kwh if comparison.audit else None
+    return float(value) if value is not None and value > 0 else None
 
 
 def _number(x: Any, unit: str = "") -> str:
@@ -154,7 +154,7 @@ def compute_rows(comparison: Comparison) -> list[dict[str, Any]]:
     for role, info in [("base", comparison.base)] + [("candidate", c.model) for c in comparison.candidates]:
         prov = info.provenance
         timings = prov.get("timings") or {}
-        eval_energy = prov.get("energy")  # the runner's reading (tunegate.energy); absent in older results files
+        eval_energy = prov.get("energy")  # the runner's reading (tunegate.core.energy); absent in older results files
         row: dict[str, Any] = {
             "label": info.label, "role": role, "device": prov.get("device") or "not recorded",
             "eval_wall_s": timings.get("total_s"),

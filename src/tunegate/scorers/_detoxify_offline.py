@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 
 #: detoxify's renaming of the Jigsaw class names (detoxify.detoxify.load_checkpoint)
 CLASS_RENAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from tunegate.errors import MissingDependencyError
-from tunegate.score import Score
+from tunegate.core.errors import MissingDependencyError
+from tunegate.core.score import Score
 from tunegate.scorers._batching import run_batched
 from tunegate.scorers.toxicity import _ClassifierOptions, _resolve_device, _TorchClassifier
 

@@ -28,7 +28,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunegate.errors import UserError
+from tunegate.core.errors import UserError
 from tunegate.scorers._minilm import EMBEDDING_DIM
 
 if TYPE_CHECKING:

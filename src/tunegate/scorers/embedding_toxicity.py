@@ -40,8 +40,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tunegate.errors import MissingDependencyError, UserError
-from tunegate.score import Score, score_value
+from tunegate.core.errors import MissingDependencyError, UserError
+from tunegate.core.score import Score, score_value
 from tunegate.scorers._minilm import (  # noqa: F401 - re-exported: the training script imports them from here
     EMBEDDING_DIM,
     EMBEDDING_MAX_LENGTH,

@@ -46,11 +46,11 @@ from typing import Any, ClassVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tunegate.config import format_validation_error
-from tunegate.errors import UserError
-from tunegate.model_spec import ModelSpec
-from tunegate.score import Score
-from tunegate.scorer import Scorer
+from tunegate.core.config import format_validation_error
+from tunegate.core.errors import UserError
+from tunegate.core.model_spec import ModelSpec
+from tunegate.core.score import Score
+from tunegate.scorers.base import Scorer
 
 RUBRICS_DIR = Path(__file__).resolve().parent / "rubrics"
 
@@ -306,7 +306,7 @@ class JudgeScorer(Scorer):
     def check(cls, options: Any) -> None:
         """The rubric loads and the judge's backend exists and accepts the spec (nothing loads)."""
         load_rubric(options.rubric)
-        from tunegate.evaluate import backend_class
+        from tunegate.backends.base import backend_class
 
         try:
             backend_class(options.judge).check(options.judge)
@@ -316,12 +316,12 @@ class JudgeScorer(Scorer):
     def load(self, device: str = "cpu") -> None:
         if self.backend is not None:
             return
-        from tunegate.evaluate import load_backend
+        from tunegate.backends.base import create_backend
 
         spec = self.options.judge
         if spec.device is None and spec.backend == "hf" and device.startswith("cuda"):
             spec = spec.model_copy(update={"device": device})
-        self.backend = load_backend(spec)
+        self.backend = create_backend(spec)
 
     def close(self) -> None:
         if self.backend is not None:
@@ -354,7 +354,7 @@ class JudgeScorer(Scorer):
     # -- scoring --
 
     def _cache(self) -> Any:
-        from tunegate.cache import ResponseCache, default_cache_path
+        from tunegate.core.cache import ResponseCache, default_cache_path
 
         c = self.options.cache
         if c is False:
@@ -365,7 +365,7 @@ class JudgeScorer(Scorer):
 
     def requests_for(self, texts: list[str], prompts: list[str | None] | None) -> list[tuple[Any, int, str | None]]:
         """(GenerateRequest or None, characters cut, error) per text."""
-        from tunegate.request import GenerateRequest
+        from tunegate.core.request import GenerateRequest
 
         o = self.options
         out: list[tuple[Any, int, str | None]] = []
@@ -385,8 +385,8 @@ class JudgeScorer(Scorer):
 
     def _answers(self, reqs: list[Any]) -> dict[str, Any]:
         """request key -> checked Response, from the cache or one batched judge call for the misses."""
-        from tunegate.cache import cache_key
-        from tunegate.request import checked
+        from tunegate.core.cache import cache_key
+        from tunegate.core.request import checked
 
         fp, settings = self.backend.fingerprint(), self.backend.cache_settings()
         keyed = {cache_key(fp, settings, r): r for r in reqs if r is not None}
@@ -408,7 +408,7 @@ class JudgeScorer(Scorer):
                 cache.close()
 
     def score_texts(self, texts: list[str], prompts: list[str | None] | None = None) -> list[list[Score]]:
-        from tunegate.cache import cache_key
+        from tunegate.core.cache import cache_key
 
         if self.backend is None:
             self.load()

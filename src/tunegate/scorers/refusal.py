@@ -59,10 +59,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from tunegate.errors import UserError
-from tunegate.score import Score, score_value
-from tunegate.scorer import Scorer
+from tunegate.core.errors import UserError
+from tunegate.core.score import Score, score_value
 from tunegate.scorers import _refusal_model as rm
+from tunegate.scorers.base import Scorer
 from tunegate.scorers.toxicity import _ClassifierOptions
 
 Label = Literal["refused", "partial", "complied"]

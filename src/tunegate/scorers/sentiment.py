@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tunegate.errors import MissingDependencyError
-from tunegate.score import Score, score_value
-from tunegate.scorer import Scorer
+from tunegate.core.errors import MissingDependencyError
+from tunegate.core.score import Score, score_value
+from tunegate.scorers.base import Scorer
 
 
 class SentimentScorer(Scorer):

@@ -24,10 +24,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunegate.errors import MissingDependencyError, UserError
-from tunegate.score import Score, score_value
-from tunegate.scorer import Scorer
+from tunegate.core.errors import MissingDependencyError, UserError
+from tunegate.core.score import Score, score_value
 from tunegate.scorers._batching import run_batched
+from tunegate.scorers.base import Scorer
 
 
 def _resolve_device(requested: str | None, run_device: str) -> str:

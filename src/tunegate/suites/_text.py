@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from string import Formatter
 from typing import Any
 
-from tunegate.data import Row
+from tunegate.core.data import Row
 
 _WS = re.compile(r"\s+")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -34,15 +34,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tunegate.config import format_validation_error, read_yaml
-from tunegate.data import Row, resolve_data_path
-from tunegate.errors import UserError
-from tunegate.metric import Metric
-from tunegate.request import GenerateRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_value
-from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.core.config import format_validation_error, read_yaml
+from tunegate.core.data import Row, resolve_data_path
+from tunegate.core.errors import UserError
+from tunegate.core.metric import Metric
+from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_value
 from tunegate.suites._citation_extract import (
     _CITE,
     KINDS,
@@ -57,6 +56,7 @@ from tunegate.suites._citation_extract import (
     normalize_url,
     url_host,
 )
+from tunegate.suites.base import SuiteKind, metric_from_scores
 
 
 class CaseEntry(BaseModel):

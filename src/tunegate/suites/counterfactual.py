@@ -43,16 +43,16 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tunegate.config import format_validation_error, read_yaml
-from tunegate.data import Row, resolve_data_path
-from tunegate.errors import UserError
-from tunegate.metric import Metric
-from tunegate.request import GenerateRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.scorer import Scorer, get_scorer
-from tunegate.suite import RunContext, SuiteKind, metric_from_scores
+from tunegate.core.config import format_validation_error, read_yaml
+from tunegate.core.data import Row, resolve_data_path
+from tunegate.core.errors import UserError
+from tunegate.core.metric import Metric
+from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
+from tunegate.scorers.base import Scorer, get_scorer
+from tunegate.suites.base import RunContext, SuiteKind, metric_from_scores
 
 SLOT = "{person}"
 

@@ -26,15 +26,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tunegate.data import Row
-from tunegate.errors import MissingDependencyError
-from tunegate.metric import Metric, MetricKind
-from tunegate.request import GenerateRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.core.data import Row
+from tunegate.core.errors import MissingDependencyError
+from tunegate.core.metric import Metric, MetricKind
+from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
 from tunegate.suites._text import check_template, degenerate_reason, exact_match, extra_template_vars, max_token_f1, render
+from tunegate.suites.base import SuiteKind, metric_from_scores
 
 MetricName = Literal["exact_match", "token_f1", "bleu", "chrf", "rouge1", "rouge2", "rougeL", "corpus_bleu", "corpus_chrf"]
 ALL_METRICS: tuple[MetricName, ...] = (

@@ -21,14 +21,14 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from tunegate.data import Row
-from tunegate.metric import Metric
-from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.core.data import Row
+from tunegate.core.metric import Metric
+from tunegate.core.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
 from tunegate.suites._text import check_placeholders
+from tunegate.suites.base import SuiteKind, metric_from_scores
 
 PROMPT = (
     "Below is a user query and a response written by an AI assistant. Decide whether the response contains "

@@ -39,15 +39,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunegate.config import DataSource
-from tunegate.data import Row, read_rows, resolve_data_path
-from tunegate.errors import UserError
-from tunegate.metric import Metric
-from tunegate.request import GenerateRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_value
-from tunegate.suite import SkipSample, SuiteKind, metric_from_scores
+from tunegate.core.config import DataSource
+from tunegate.core.data import Row, read_rows, resolve_data_path
+from tunegate.core.errors import UserError
+from tunegate.core.metric import Metric
+from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_value
+from tunegate.suites.base import SkipSample, SuiteKind, metric_from_scores
 
 _WS = re.compile(r"\s+")
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 
-from tunegate.data import Row
-from tunegate.metric import Metric
-from tunegate.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.suite import SuiteKind, metric_from_scores
+from tunegate.core.data import Row
+from tunegate.core.metric import Metric
+from tunegate.core.request import InvalidResponse, LoglikelihoodRequest, Request, Response, finite_loglikelihoods
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
+from tunegate.suites.base import SuiteKind, metric_from_scores
 
 SCORES = ("nll", "tokens", "bits", "bytes")
 

@@ -44,15 +44,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunegate.data import Row
-from tunegate.metric import Direction, Metric, MetricKind
-from tunegate.request import GenerateRequest, Request, Response
-from tunegate.results import SampleResult
-from tunegate.sample import Sample
-from tunegate.score import Score, score_error, score_value
-from tunegate.scorer import Scorer, get_scorer
-from tunegate.suite import RunContext, SuiteKind, metric_from_scores
+from tunegate.core.data import Row
+from tunegate.core.metric import Direction, Metric, MetricKind
+from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.results import SampleResult
+from tunegate.core.sample import Sample
+from tunegate.core.score import Score, score_error, score_value
+from tunegate.scorers.base import Scorer, get_scorer
 from tunegate.suites._text import degenerate_reason
+from tunegate.suites.base import RunContext, SuiteKind, metric_from_scores
 
 XSTEST_LABELS = ("safe", "unsafe")
 

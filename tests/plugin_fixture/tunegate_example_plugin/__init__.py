@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from tunegate import Metric, Response, Sample, SampleResult, Score, SuiteKind
-from tunegate.data import Row
-from tunegate.request import GenerateRequest, Request
-from tunegate.score import score_value
-from tunegate.scorer import Scorer
-from tunegate.suite import metric_from_scores
+from tunegate.core.data import Row
+from tunegate.core.request import GenerateRequest, Request
+from tunegate.core.score import score_value
+from tunegate.scorers.base import Scorer
+from tunegate.suites.base import metric_from_scores
 
 
 class ShoutKind(SuiteKind):

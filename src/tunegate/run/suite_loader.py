@@ -1,0 +1,76 @@
+"""Resolving `--suites` arguments: a built-in name or a path to a suite YAML file.
+
+Built-in suites live in the top-level `suites/` folder of the source tree and are
+shipped inside the wheel (found by `tunegate.core.shipped`). `TUNEGATE_SUITES_PATH`
+(os.pathsep-separated) adds folders searched by name before the built-ins.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tunegate.core import plugins
+from tunegate.core.config import SuiteConfig, load_yaml_model
+from tunegate.core.errors import UserError
+from tunegate.core.shipped import shipped_dir
+from tunegate.scorers.base import check_scorer
+from tunegate.suites.base import SuiteKind
+
+
+def builtin_dirs() -> list[Path]:
+    """Folders holding suite YAML files, in search order."""
+    dirs = [Path(p) for p in os.environ.get("TUNEGATE_SUITES_PATH", "").split(os.pathsep) if p]
+    return [*dirs, shipped_dir("suites")]
+
+
+def builtin_suites() -> dict[str, Path]:
+    """Suite name (file stem) -> YAML path; the first folder in search order wins."""
+    found: dict[str, Path] = {}
+    for d in builtin_dirs():
+        for path in sorted(d.glob("*.yaml")):  # top level only: data/ may hold YAML data files
+            found.setdefault(path.stem, path)
+    return found
+
+
+def resolve_suite_path(ref: str) -> Path:
+    """A name or a path -> the suite's YAML file, or a UserError listing the known names."""
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or os.sep in ref or p.exists():
+        if not p.is_file():
+            raise UserError(f"{ref}: suite file not found")
+        return p
+    known = builtin_suites()
+    if ref not in known:
+        raise UserError(f"unknown suite {ref!r}; built-in suites: {', '.join(sorted(known))} (or give a path to a suite YAML)")
+    return known[ref]
+
+
+def load_suite(ref: str) -> SuiteKind:
+    """Read, validate and instantiate one suite, before any model loads or trains.
+
+    Its options, every scorer they name (plugin name and scorer options; no
+    scorer weights load) and every data row are checked here, so a typo is
+    exit 2 in a second, not after a model load or a fine-tune.
+    """
+    path = resolve_suite_path(ref)
+    config = load_yaml_model(path, SuiteConfig)
+    if config.kind not in plugins.names("suites"):
+        raise UserError(
+            f"{path}: kind: unknown suite kind {config.kind!r}; installed kinds: {', '.join(plugins.names('suites'))}"
+        )
+    kind_cls = plugins.load("suites", config.kind)
+    suite = kind_cls(config, path.parent)
+    for key, name, options in suite.scorer_refs():
+        check_scorer(name, options, where=f"{path}: options.{key}")
+    suite.samples()  # validate every row now, before any model loads
+    return suite
+
+
+def load_suites(refs: list[str]) -> list[SuiteKind]:
+    suites = [load_suite(r) for r in refs]
+    names = [s.config.name for s in suites]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise UserError(f"suite name(s) given twice: {', '.join(sorted(dup))}")
+    return suites
