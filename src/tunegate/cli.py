@@ -188,6 +188,45 @@ def card_cmd(folder: Path, out: Path, candidate: str | None) -> None:
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
+@cli.group("rate")
+def rate_group() -> None:
+    """Human preference ratings of an audit's pairwise suites (blinded sheet out, ratings in)."""
+
+
+@rate_group.command("export")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for rating_sheet.html, sheet.csv, key.json.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pair order and the A/B assignment.")
+def rate_export(folder: Path, out: Path, seed: int) -> None:
+    """Write a blinded, offline HTML rating sheet (and a CSV) of FOLDER's pairwise answer pairs; key.json unblinds."""
+    from tunegate.pipeline.rate import export_sheet
+
+    paths = export_sheet(folder, out, seed=seed)
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()) + " (keep key.json away from the raters)")
+
+
+@rate_group.command("import")
+@click.argument("ratings", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--key", "key_path", type=click.Path(path_type=Path), default=None,
+              help="key.json from `tunegate rate export` (default: beside the first ratings file).")
+@click.option("--audit", "audit_dir", type=click.Path(path_type=Path), default=None,
+              help="Audit folder to attach the figures to and re-render (default: the one the key names).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Where to write human_ratings.json (default: beside the key).")
+def rate_import(ratings: tuple[Path, ...], key_path: Path | None, audit_dir: Path | None, out: Path | None) -> None:
+    """Turn rating files (JSONL from the sheet, or the CSV filled in) into pairwise metrics with agreement figures."""
+    from tunegate.core.format import fmt
+    from tunegate.pipeline.rate import import_ratings
+
+    report = import_ratings(list(ratings), key_path=key_path, audit_dir=audit_dir, out=out)
+    for g in report["groups"]:
+        h, c = g["human"], g["human"]["counts"]
+        kappa = f", {h['kappa_method']} kappa {fmt(h['kappa'])}" if h["kappa_method"] else ""
+        judge = f", judge agreement {fmt(h['judge_agreement'])}" if h["judge_pairs"] else ""
+        click.echo(f"{g['candidate']} / {g['suite']}: {c['n']} pairs, win rate {fmt(c['win_rate'])} "
+                   f"[{fmt(c['win_ci'][0])}, {fmt(c['win_ci'][1])}], tie rate {fmt(c['tie_rate'])}{kappa}{judge}")
+    click.echo(f"wrote {report['written']}" + (f"; report re-rendered in {report['report']}" if "report" in report else ""))
+
+
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reports/demo"), show_default=True)
 def demo(out: Path) -> None:

@@ -43,6 +43,7 @@ from tunegate.compare.models import (
     ModelInfo,
     SuiteComparison,
 )
+from tunegate.compare.pairwise import is_pairwise, judge_suite
 from tunegate.core.aggregate import aggregate
 from tunegate.core.errors import UserError
 from tunegate.core.metric import Metric
@@ -245,14 +246,25 @@ def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -
                 suite=bs.name, metric=cm.name, direction=cm.direction, kind=cm.kind, aggregation=cm.aggregation,
                 description=cm.description, candidate_reported=cm.value, confidence=settings.confidence,
                 unavailable="the base run has no such metric"))
+    counts_c = {**cs.counts, "truncated": cs.truncated}
+    pairwise = None
+    if is_pairwise(bs):  # judged here, where both runs' answers are at hand (tunegate.compare.pairwise)
+        pw = judge_suite(bs, cs, confidence=settings.confidence, seed=settings.seed, n_resamples=settings.n_resamples)
+        metrics += [compare_metric(bs.name, b, c, settings) for b, c in zip(pw.base_metrics, pw.candidate_metrics, strict=True)]
+        warnings += pw.warnings
+        pairwise = pw.summary
+        if pw.judge_errored:  # an unjudged pair is an errored sample of the candidate: the gate's error budget sees it
+            counts_c["errored"] = counts_c.get("errored", 0) + pw.judge_errored
+            counts_c["scored"] = max(0, counts_c.get("scored", 0) - pw.judge_errored)
+            counts_c["judge_errored"] = pw.judge_errored
     return SuiteComparison(
         name=bs.name, kind=bs.kind, version=bs.version, candidate_version=cs.version, description=bs.description,
         source=bs.source, content_warning=bs.content_warning or cs.content_warning, data_hash=bs.data_hash,
         candidate_data_hash=cs.data_hash, config_hash=bs.config_hash, candidate_config_hash=cs.config_hash,
         mismatch=suite_differences(bs, cs), n_samples=len(_sample_ids(bs)),
         # `truncated` rides along with the status counts so the report shows it (never part of a denominator)
-        counts_base={**bs.counts, "truncated": bs.truncated}, counts_candidate={**cs.counts, "truncated": cs.truncated},
-        metrics=metrics, warnings=warnings,
+        counts_base={**bs.counts, "truncated": bs.truncated}, counts_candidate=counts_c,
+        metrics=metrics, warnings=warnings, pairwise=pairwise,
     )
 
 

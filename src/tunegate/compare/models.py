@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from tunegate.compare import stats
+from tunegate.compare.pairwise_models import PairwiseSummary
 from tunegate.compare.scorer_validation import ScorerValidation
 from tunegate.core.config import Policy
 from tunegate.core.io import atomic_write_text, read_json_model
@@ -180,6 +181,8 @@ class SuiteComparison(BaseModel):
     counts_candidate: dict[str, int] = Field(default_factory=dict)
     metrics: list[MetricComparison] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    # `pairwise` suites only: the judge's verdict on every pair, the breakdowns and any human ratings (compare/pairwise.py)
+    pairwise: PairwiseSummary | None = None
 
     def error_rate(self, side: Literal["base", "candidate"]) -> float:
         """Errored share of the samples that were meant to be scored (skipped ones excluded)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tunegate.compare.comparison import compare_runs, load_runs
 from tunegate.compare.models import CompareSettings, Comparison
+from tunegate.compare.pairwise import metric_names as pairwise_metric_names
 from tunegate.core.config import Policy
 from tunegate.core.errors import TunegateError
 from tunegate.core.results import RunResult
@@ -82,6 +83,7 @@ def gate_runs(policy: Policy, policy_path: Path, policy_sha256: str, base_run: R
               settings: CompareSettings | None = None) -> tuple[Comparison, Verdict]:
     """Compare runs already in memory and decide: what `tunegate gate` and `tunegate audit` both do."""
     known = {*base_run.metric_names(), *(n for r in cand_runs for n in r.metric_names())}
+    known |= set(pairwise_metric_names(base_run))  # added by the comparison, where both runs' answers are judged
     check_metric_names(policy, known, str(policy_path))  # unknown names fail fast, before the bootstrap
     # the report's intervals use the policy's confidence; rules with their own level are recomputed (exactly, or from the same resamples)
     settings = (settings or CompareSettings()).model_copy(update={"confidence": policy.confidence})

@@ -19,6 +19,7 @@ from tunegate.core.format import fmt
 from tunegate.core.results import RunResult, SampleResult
 from tunegate.core.status import Status, severity, worst
 from tunegate.core.verdict import RuleOutcome, Verdict
+from tunegate.report.pairwise import pairwise_rows
 from tunegate.report.scorers import not_recorded_text, scorers_used
 
 PROMPT_CHARS = 700
@@ -279,6 +280,7 @@ def _suite_cards(comparison: Comparison, verdict: Verdict | None) -> list[dict[s
             "warnings": sorted({w for _, cs in per_cand if cs for w in cs.warnings}),
             "mismatch": [(c.model.label, "; ".join(cs.mismatch)) for c, cs in per_cand if cs and cs.mismatch],
             "counts": [(comparison.base.label, s.counts_base)] + [(c.model.label, cs.counts_candidate) for c, cs in per_cand if cs],
+            "pairwise": pairwise_rows(per_cand),
         })
     return cards
 
