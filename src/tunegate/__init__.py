@@ -62,7 +62,7 @@ _EXPORTS: dict[str, str] = {
     "gate_runs": "tunegate.pipeline.commands",
     "gate_and_write": "tunegate.pipeline.commands",
     "rerender": "tunegate.pipeline.commands",
-    "run_finetune": "tunegate.finetune.train:finetune",  # `tunegate.finetune` is the package
+    "run_finetune": "tunegate.finetune.run:finetune",  # `tunegate.finetune` is the package
     "load_recipe": "tunegate.finetune.recipe",
     "build_tiny_model": "tunegate.finetune.tiny",
 }
@@ -92,8 +92,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time `__getattr__` 
     from tunegate.core.status import Status
     from tunegate.core.verdict import Verdict
     from tunegate.finetune.recipe import load_recipe
+    from tunegate.finetune.run import finetune as run_finetune
     from tunegate.finetune.tiny import build_tiny_model
-    from tunegate.finetune.train import finetune as run_finetune
     from tunegate.gate.plan import plan_policy
     from tunegate.gate.verdict import evaluate_policy, load_policy
     from tunegate.pipeline.audit import run_audit

@@ -360,8 +360,9 @@ def validate_scorer_cmd(name: str, labels_path: Path, scorer_options: tuple[str,
 @cli.command("finetune", context_settings={"ignore_unknown_options": True})
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--base", required=True, help="Base model: local folder (safetensors) or Hub id.")
-@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None, help="Training JSONL (prompt/completion or messages).")
-@click.option("--eval", "eval_path", type=click.Path(path_type=Path), default=None, help="Eval JSONL (same formats).")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Training JSONL (prompt/completion or messages; prompt/chosen/rejected for dpo recipes).")
+@click.option("--eval", "eval_path", type=click.Path(path_type=Path), default=None, help="Eval JSONL (same format as --data).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder: checkpoint-<step>/, final/, manifest.json.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")

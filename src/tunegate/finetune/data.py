@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tunegate.core.errors import UserError
 
@@ -38,6 +39,8 @@ ROLES = ("system", "user", "assistant")
 PLAIN_ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 PLAIN_TEMPLATE_DOC = "System: {system}\\n\\nUser: {user}\\n\\nAssistant: {assistant}<EOS>\\n\\n"
 MAX_LISTED_ERRORS = 200
+RowT = TypeVar("RowT")  # a validated row: TrainRow here, PreferenceRow in preference_data.py
+ExT = TypeVar("ExT")  # a tokenised example: Example here, PairExample in preference_data.py
 
 
 @dataclass(frozen=True)
@@ -64,18 +67,19 @@ class Example:
 
 
 @dataclass
-class DataFile:
-    """A validated JSONL file and what the manifest records about it."""
+class DataFile(Generic[RowT]):
+    """A validated JSONL file and what the manifest records about it (rows have a `kind`)."""
 
     path: Path
     sha256: str
-    rows: list[TrainRow]
+    rows: list[RowT]
 
     @property
     def format_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for r in self.rows:
-            counts[r.kind] = counts.get(r.kind, 0) + 1
+            kind = str(getattr(r, "kind", "row"))
+            counts[kind] = counts.get(kind, 0) + 1
         return counts
 
 
@@ -87,6 +91,28 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_messages(msgs: Any, name: str = "messages") -> tuple[list[tuple[str, str]] | None, str | None]:
+    """Validate a list of {role, content} messages (field `name`); shared by SFT chat rows and DPO chat prompts."""
+    if not isinstance(msgs, list) or not msgs:
+        return None, f"field '{name}' must be a non-empty list of {{role, content}} objects"
+    out: list[tuple[str, str]] = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            return None, f"field '{name}[{i}]' must be an object with 'role' and 'content'"
+        extra = set(m) - {"role", "content"}
+        if extra:
+            return None, f"field '{name}[{i}]' has unknown key(s) {sorted(extra)}; only 'role' and 'content' are read"
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            return None, f"field '{name}[{i}].role' is {role!r}; use one of {', '.join(ROLES)}"
+        if not isinstance(content, str):
+            return None, f"field '{name}[{i}].content' must be a string"
+        if role == "assistant" and not content.strip():
+            return None, f"field '{name}[{i}].content' is an empty assistant turn (nothing to learn)"
+        out.append((role, content))
+    return out, None
+
+
 def _check_row(obj: Any, line: int) -> tuple[TrainRow | None, str | None]:
     """Validate one parsed row; return the row or the reason it is bad."""
     if not isinstance(obj, dict):
@@ -95,24 +121,9 @@ def _check_row(obj: Any, line: int) -> tuple[TrainRow | None, str | None]:
     if has_pc and "messages" in obj:
         return None, "give either 'prompt'/'completion' or 'messages', not both"
     if "messages" in obj:
-        msgs = obj["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            return None, "field 'messages' must be a non-empty list of {role, content} objects"
-        out: list[tuple[str, str]] = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict):
-                return None, f"field 'messages[{i}]' must be an object with 'role' and 'content'"
-            extra = set(m) - {"role", "content"}
-            if extra:
-                return None, f"field 'messages[{i}]' has unknown key(s) {sorted(extra)}; only 'role' and 'content' are read"
-            role, content = m.get("role"), m.get("content")
-            if role not in ROLES:
-                return None, f"field 'messages[{i}].role' is {role!r}; use one of {', '.join(ROLES)}"
-            if not isinstance(content, str):
-                return None, f"field 'messages[{i}].content' must be a string"
-            if role == "assistant" and not content.strip():
-                return None, f"field 'messages[{i}].content' is an empty assistant turn (nothing to learn)"
-            out.append((role, content))
+        out, reason = check_messages(obj["messages"])
+        if out is None:
+            return None, reason
         if not any(r == "assistant" for r, _ in out):
             return None, "field 'messages' has no assistant turn, so there is nothing to train on"
         return TrainRow(line=line, messages=tuple(out)), None
@@ -126,12 +137,14 @@ def _check_row(obj: Any, line: int) -> tuple[TrainRow | None, str | None]:
     return TrainRow(line=line, prompt=prompt, completion=completion), None
 
 
-def load_jsonl(path: Path, what: str = "training data") -> DataFile:
-    """Read and validate the whole file; raise one UserError listing every bad row."""
+def load_jsonl(path: Path, what: str = "training data",
+               check: Callable[[Any, int], tuple[Any, str | None]] = _check_row,
+               expected: str = "prompt/completion or messages") -> DataFile[Any]:
+    """Read and validate the whole file with `check` (one row -> row or reason); one UserError lists every bad row."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: {what} file not found")
-    rows: list[TrainRow] = []
+    rows: list[Any] = []
     errors: list[str] = []
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -147,7 +160,7 @@ def load_jsonl(path: Path, what: str = "training data") -> DataFile:
             except json.JSONDecodeError as exc:
                 errors.append(f"line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})")
                 continue
-            row, reason = _check_row(obj, lineno)
+            row, reason = check(obj, lineno)
             if row is None:
                 errors.append(f"line {lineno}: {reason}")
             else:
@@ -159,7 +172,7 @@ def load_jsonl(path: Path, what: str = "training data") -> DataFile:
         raise UserError(f"{path}: {len(errors)} bad row(s) in {what}; fix them and rerun "
                         f"(nothing was trained):\n{body}{more}")
     if not rows:
-        raise UserError(f"{path}: {what} has no rows; add JSONL rows with prompt/completion or messages")
+        raise UserError(f"{path}: {what} has no rows; add JSONL rows with {expected}")
     return DataFile(path=path.resolve(), sha256=sha256_file(path), rows=rows)
 
 
@@ -257,17 +270,17 @@ def tokenize_row(row: TrainRow, tokenizer: Any, chat_mode: str = "auto", source:
 
 
 @dataclass
-class Tokenised:
+class Tokenised(Generic[ExT]):
     """Examples ready for the data loader, plus what was dropped and why."""
 
-    examples: list[Example]
+    examples: list[ExT]
     rows: int
     dropped_for_length: list[int]
     trained_tokens: int
 
 
-def build_examples(data: DataFile, tokenizer: Any, max_length: int, chat_mode: str = "auto",
-                   packing: bool = False) -> Tokenised:
+def build_examples(data: DataFile[TrainRow], tokenizer: Any, max_length: int, chat_mode: str = "auto",
+                   packing: bool = False) -> Tokenised[Example]:
     """Tokenise every row; drop rows longer than max_length (recorded); pack when asked."""
     kept: list[Example] = []
     dropped: list[int] = []
@@ -303,10 +316,10 @@ def pack(examples: list[Example], max_length: int) -> list[Example]:
     return blocks
 
 
-class ExampleDataset:
+class ExampleDataset(Generic[ExT]):
     """Map-style dataset whose order is set per epoch (seeded), so every process agrees on it."""
 
-    def __init__(self, examples: list[Example]) -> None:
+    def __init__(self, examples: list[ExT]) -> None:
         self.examples = examples
         self.order = list(range(len(examples)))
 
@@ -322,7 +335,7 @@ class ExampleDataset:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> Example:
+    def __getitem__(self, i: int) -> ExT:
         return self.examples[self.order[i]]
 
 

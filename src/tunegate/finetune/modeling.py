@@ -31,6 +31,11 @@ def resolve_base(base: str) -> BaseModelRef:
     """A local folder is used as is (absolute path); anything else is a Hub id the user asked for."""
     path = Path(base).expanduser()
     if path.is_dir():
+        if (path / "adapter_config.json").is_file() and not (path / "config.json").is_file():
+            # e.g. an sft-lora checkpoint given as the base of a DPO run: the adapter alone is not a model
+            raise UserError(f"--base {base}: this is a LoRA adapter folder, not a model; train on top of a full model "
+                            "folder: an sft-full checkpoint, or the adapter merged into its base (peft: "
+                            "PeftModel.from_pretrained(base, adapter).merge_and_unload().save_pretrained(folder))")
         if not any(path.glob("*.safetensors")):
             raise UserError(f"{base}: no *.safetensors weights in this folder; tunegate only loads safetensors "
                             "(convert the checkpoint with transformers' save_pretrained(safe_serialization=True))")

@@ -16,6 +16,11 @@ training examples N (after validation and after rows longer than
 i.e. aim for about a thousand example visits, never fewer than one pass nor
 more than ten, and shrink the step size as the dataset (and so the number of
 updates) grows, down to a quarter of the base rate at 16,000 examples.
+
+`objective: dpo` (preference pairs, `dpo:` block) uses the same rule with the
+alignment-handbook rates as base (5e-6 for lora, 5e-7 for full) and at most
+three epochs: DPO drifts from its reference with every pass, so it is run
+briefly and gently.
 """
 
 from __future__ import annotations
@@ -25,16 +30,22 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunegate.core.config import format_validation_error, read_yaml
 from tunegate.core.errors import UserError
 from tunegate.core.shipped import shipped_dir
 
 BASE_LR = {"lora": 2e-4, "full": 2e-5}
+DPO_BASE_LR = {"lora": 5e-6, "full": 5e-7}
+MAX_AUTO_EPOCHS = {"sft": 10, "dpo": 3}
 AUTO_RULE = {
     "epochs": "clamp(ceil(1000 / N), 1, 10) where N = training examples kept",
     "learning_rate": "base * clamp(sqrt(1000 / N), 0.25, 1) with base 2e-4 for lora, 2e-5 for full",
+}
+DPO_AUTO_RULE = {
+    "epochs": "clamp(ceil(1000 / N), 1, 3) where N = preference pairs kept",
+    "learning_rate": "base * clamp(sqrt(1000 / N), 0.25, 1) with base 5e-6 for lora, 5e-7 for full",
 }
 
 
@@ -57,12 +68,29 @@ class LoraSettings(BaseModel):
         return value
 
 
+class DpoSettings(BaseModel):
+    """`dpo:` block of an `objective: dpo` recipe (docs/finetune.md, "DPO").
+
+    Only the reference the run was started from (`base`, the `--base` model) is offered: it is
+    what the log-ratios are measured against, and its fingerprint is already in the manifest.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: float = Field(default=0.1, gt=0, description="strength of the pull towards the reference (DPO's beta)")
+    loss_type: Literal["sigmoid", "hinge", "ipo"] = "sigmoid"
+    reference: Literal["base"] = "base"
+    disable_dropout: bool = Field(default=True, description="dropout off in the policy, so that at step 0 the policy "
+                                  "scores pairs exactly as the reference does (as TRL does by default)")
+
+
 class Recipe(BaseModel):
     """One fine-tuning recipe (`fine_tune/*.yaml`). Extra keys are rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
     description: str = ""
+    objective: Literal["sft", "dpo"] = "sft"
     method: Literal["full", "lora"] = "lora"
     data: str | None = Field(default=None, description="training JSONL, relative to the recipe file")
     eval_data: str | None = Field(default=None, description="eval JSONL, relative to the recipe file")
@@ -84,6 +112,7 @@ class Recipe(BaseModel):
     gradient_checkpointing: bool = False
     chat_template: Literal["auto", "plain"] = "auto"
     lora: LoraSettings = Field(default_factory=LoraSettings)
+    dpo: DpoSettings = Field(default_factory=DpoSettings)
 
     @field_validator("epochs")
     @classmethod
@@ -99,16 +128,26 @@ class Recipe(BaseModel):
             raise ValueError("must be positive (or 'auto')")
         return value
 
+    @model_validator(mode="after")
+    def _objective_keys(self) -> Recipe:
+        """A `dpo:` block only means something to `objective: dpo`; packing would merge pairs into one sequence."""
+        if self.objective == "sft" and "dpo" in self.model_fields_set:
+            raise ValueError("the 'dpo' block is only read with objective: dpo (add objective: dpo, or remove it)")
+        if self.objective == "dpo" and self.packing:
+            raise ValueError("packing is not available with objective: dpo (each pair is scored as whole sequences)")
+        return self
 
-def auto_epochs(n_examples: int) -> int:
-    """About a thousand example visits: clamp(ceil(1000 / N), 1, 10)."""
-    return int(min(10, max(1, math.ceil(1000 / max(1, n_examples)))))
+
+def auto_epochs(n_examples: int, objective: str = "sft") -> int:
+    """About a thousand example visits: clamp(ceil(1000 / N), 1, 10), or at most 3 for DPO."""
+    return int(min(MAX_AUTO_EPOCHS[objective], max(1, math.ceil(1000 / max(1, n_examples)))))
 
 
-def auto_learning_rate(method: str, n_examples: int) -> float:
-    """base(method) * clamp(sqrt(1000 / N), 0.25, 1): smaller steps when there are many more of them."""
+def auto_learning_rate(method: str, n_examples: int, objective: str = "sft") -> float:
+    """base(objective, method) * clamp(sqrt(1000 / N), 0.25, 1): smaller steps when there are many more of them."""
     scale = min(1.0, max(0.25, math.sqrt(1000 / max(1, n_examples))))
-    return float(f"{BASE_LR[method] * scale:.3g}")
+    base = (DPO_BASE_LR if objective == "dpo" else BASE_LR)[method]
+    return float(f"{base * scale:.3g}")
 
 
 def _set_path(tree: dict[str, Any], dotted: str, value: Any, source: str) -> None:
@@ -153,7 +192,7 @@ def parse_overrides(pairs: list[str] | tuple[str, ...], source: str = "command l
 
 
 def resolve_recipe(ref: str | Path, base_dir: Path | None = None) -> Path:
-    """A recipe path (relative to `base_dir`, then to the working folder) or a shipped name (`sft-lora`, `sft-full`)."""
+    """A recipe path (relative to `base_dir`, then to the working folder) or a shipped name (`sft-lora`, `dpo-full`...)."""
     shipped = shipped_dir("fine_tune")
     ref = str(ref)
     cands = [base_dir / ref] if base_dir is not None else []
@@ -191,12 +230,13 @@ def resolve_auto(recipe: Recipe, n_examples: int) -> tuple[Recipe, dict[str, Any
     """Replace `auto` epochs / learning rate by the documented rule; return what was chosen and why."""
     chosen: dict[str, Any] = {}
     update: dict[str, Any] = {}
+    rule = DPO_AUTO_RULE if recipe.objective == "dpo" else AUTO_RULE
     if recipe.epochs == "auto":
-        update["epochs"] = auto_epochs(n_examples)
-        chosen["epochs"] = {"value": update["epochs"], "rule": AUTO_RULE["epochs"], "n_examples": n_examples}
+        update["epochs"] = auto_epochs(n_examples, recipe.objective)
+        chosen["epochs"] = {"value": update["epochs"], "rule": rule["epochs"], "n_examples": n_examples}
     if recipe.learning_rate == "auto":
-        update["learning_rate"] = auto_learning_rate(recipe.method, n_examples)
-        chosen["learning_rate"] = {"value": update["learning_rate"], "rule": AUTO_RULE["learning_rate"],
+        update["learning_rate"] = auto_learning_rate(recipe.method, n_examples, recipe.objective)
+        chosen["learning_rate"] = {"value": update["learning_rate"], "rule": rule["learning_rate"],
                                    "n_examples": n_examples}
     return recipe.model_copy(update=update), chosen
 
@@ -211,8 +251,15 @@ def resolve_precision(precision: str, on_gpu: bool, bf16_supported: bool) -> str
 
 
 def resolved_dict(recipe: Recipe) -> dict[str, Any]:
-    """The recipe as stored in the manifest; the LoRA block is dropped for full fine-tuning."""
+    """The recipe as stored in the manifest; the LoRA block is dropped for full fine-tuning.
+
+    An SFT recipe is stored without `objective` and `dpo`, exactly as before they existed, so its
+    hash (which `--resume` and the checkpoint records compare) does not change.
+    """
     out = recipe.model_dump(mode="json")
     if recipe.method == "full":
         out["lora"] = None
+    if recipe.objective == "sft":
+        out.pop("objective", None)
+        out.pop("dpo", None)
     return out

@@ -11,6 +11,8 @@ says how far it got and `--resume` continues from the last checkpoint.
 Data order is a seeded permutation per epoch computed identically in every
 process, so a resumed run replays exactly the batches an uninterrupted one
 would have seen.
+
+`Trainer` is SFT; `dpo.DpoTrainer` overrides the "objective hooks" below and `evaluate`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 from tunegate.core.errors import IncompleteError, UserError
 from tunegate.core.provenance import config_hash, now_iso
 from tunegate.finetune import data as fdata
+from tunegate.finetune import preference_data as pdata
 from tunegate.finetune.energy import EnergyMeter, combine
 from tunegate.finetune.manifest import (
     MANIFEST_NAME,
@@ -54,7 +58,6 @@ from tunegate.finetune.recipe import (
     parse_overrides,
     resolve_auto,
     resolve_precision,
-    resolve_recipe,
     resolved_dict,
 )
 
@@ -77,10 +80,10 @@ class Prepared:
     base: BaseModelRef
     base_fingerprint: str
     tokenizer: Any
-    train: fdata.DataFile
-    train_tok: fdata.Tokenised
-    eval: fdata.DataFile | None
-    eval_tok: fdata.Tokenised | None
+    train: fdata.DataFile[Any]  # TrainRow (sft) or PreferenceRow (dpo)
+    train_tok: fdata.Tokenised[Any]  # Example (sft) or PairExample (dpo)
+    eval: fdata.DataFile[Any] | None
+    eval_tok: fdata.Tokenised[Any] | None
     out: Path
     resume: bool
     precision: str
@@ -144,8 +147,11 @@ def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data
     if train_path is None:
         raise UserError("no training data: pass --data TRAIN.jsonl (or set 'data' in the recipe)")
     eval_path = Path(eval_data) if eval_data else _relative_to(recipe_path, recipe.eval_data)
-    train = fdata.load_jsonl(train_path, "training data")
-    evalf = fdata.load_jsonl(eval_path, "eval data") if eval_path else None
+    pref = recipe.objective == "dpo"
+    load: Callable[..., Any] = pdata.load_preferences if pref else fdata.load_jsonl
+    build: Callable[..., Any] = pdata.build_pairs if pref else fdata.build_examples
+    train = load(train_path, "training data")
+    evalf = load(eval_path, "eval data") if eval_path else None
     out = Path(out).resolve()
     resume = _check_out(out, resume)
     ref = resolve_base(base)
@@ -159,9 +165,8 @@ def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data
         clamped = {"max_length": {"value": limit, "requested": recipe.max_length,
                                   "rule": "clamped to the model's maximum positions"}}
         recipe = recipe.model_copy(update={"max_length": limit})
-    train_tok = fdata.build_examples(train, tok, recipe.max_length, recipe.chat_template, recipe.packing)
-    eval_tok = (fdata.build_examples(evalf, tok, recipe.max_length, recipe.chat_template, packing=False)
-                if evalf else None)
+    train_tok = build(train, tok, recipe.max_length, recipe.chat_template, recipe.packing)
+    eval_tok = build(evalf, tok, recipe.max_length, recipe.chat_template, packing=False) if evalf else None
     n_kept = train_tok.rows - len(train_tok.dropped_for_length)
     recipe, auto = resolve_auto(recipe, n_kept)
     auto.update(clamped)
@@ -190,6 +195,7 @@ class Trainer:
         self.segment_start = time.time()
         self.train_seconds = 0.0
         self.first_step = 0
+        self.eval_extras: dict[str, Any] = {}  # what `evaluate` measured besides the loss (DPO: reward margin...)
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -219,7 +225,7 @@ class Trainer:
         # the global RNG instead would shift the dropout masks of a resumed run against an uninterrupted one.
         loader: torch.utils.data.DataLoader[fdata.Example] = torch.utils.data.DataLoader(
             self.dataset, batch_size=self.r.batch_size, shuffle=False,  # type: ignore[arg-type]
-            collate_fn=lambda b: fdata.collate(b, self.pad_id),
+            collate_fn=self._collate,
             generator=torch.Generator().manual_seed(self.r.seed))
         trainable = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in trainable if p.ndim >= 2]
@@ -274,6 +280,21 @@ class Trainer:
             if getattr(result, "unexpected_keys", None):
                 raise IncompleteError(f"{last}: adapter weights do not match the model ({result.unexpected_keys[:3]})")
         self.state = saved
+
+    # ------------------------------------------------- objective hooks (SFT)
+    def _collate(self, batch: list[Any]) -> dict[str, Any]:
+        return fdata.collate(batch, self.pad_id)
+
+    def _train_loss(self, batch: dict[str, Any]) -> Any:
+        """The loss to backpropagate for one micro-batch: mean token cross-entropy over completion tokens."""
+        s, n = self._loss(batch)
+        return s / n.clamp(min=1)
+
+    def _step_extras(self) -> dict[str, Any]:  # more per-step numbers; every process calls it at each step
+        return {}
+
+    def _manifest_extras(self) -> dict[str, Any]:
+        return {"objective": "sft"}
 
     # --------------------------------------------------------------- helpers
     def _loss(self, batch: dict[str, Any]) -> tuple[Any, Any]:
@@ -339,7 +360,8 @@ class Trainer:
             return self.state.eval_loss_history[-1]["loss"]
         loss = self.evaluate()
         if loss is not None:
-            self.state.eval_loss_history.append({"step": step, "epoch": round(epoch, 4), "loss": loss})
+            self.state.eval_loss_history.append({"step": step, "epoch": round(epoch, 4), "loss": loss,
+                                                 **self.eval_extras})
         return loss
 
     def _segment(self, energy: dict[str, Any], interrupted: bool) -> dict[str, Any]:
@@ -445,6 +467,7 @@ class Trainer:
             recipe_hash=self.recipe_hash, recipe_source=self.p.recipe_source, overrides=self.p.overrides,
             auto=self.p.auto, devices=self.devices, state=view, parameters=self.params, energy=energy,
             memory=self._memory(), final=final, finished_at=now_iso() if status == "complete" else None)
+        manifest.update(self._manifest_extras())
         write_manifest(self.p.out, manifest)
         self.manifest = manifest
 
@@ -513,8 +536,7 @@ class Trainer:
             for batch in loader:
                 t0 = time.time()
                 with self.acc.accumulate(self.model):
-                    s, n = self._loss(batch)
-                    loss = s / n.clamp(min=1)
+                    loss = self._train_loss(batch)
                     self.acc.backward(loss)
                     if self.acc.sync_gradients and r.max_grad_norm:
                         self.acc.clip_grad_norm_(self.model.parameters(), r.max_grad_norm)
@@ -536,7 +558,7 @@ class Trainer:
                 lr = float(self.scheduler.get_last_lr()[0])
                 ep = self._epoch_float(epoch, batches)
                 st.train_loss_history.append({"step": st.global_step, "epoch": round(ep, 4), "loss": step_loss,
-                                              "lr": lr})
+                                              "lr": lr, **self._step_extras()})
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", epoch=f"{ep:.2f}")
                 end_of_epoch = batches >= len(self.loader)
@@ -577,15 +599,3 @@ class Trainer:
                               checkpoints=[self.p.out / c["path"] for c in st.checkpoints],
                               main_process=bool(self.acc.is_main_process))
 
-
-def finetune(recipe: Path | str | None, *, base: str, data: Path | str | None = None,
-             eval_data: Path | str | None = None, out: Path | str, overrides: Any = (), resume: bool = False,
-             progress: bool = True, stop_after_step: int | None = None) -> FinetuneResult:
-    """Fine-tune `base` on `data` by `recipe` into `out` (see docs/finetune.md).
-
-    `stop_after_step` interrupts the run after that optimizer step, as a
-    crash would (used by tests to prove `resume=True` continues exactly).
-    """
-    prep = prepare(resolve_recipe(recipe) if recipe else None, base=base, data=Path(data) if data else None,
-                   eval_data=Path(eval_data) if eval_data else None, out=Path(out), overrides=overrides, resume=resume)
-    return Trainer(prep, progress=progress, stop_after_step=stop_after_step).run()
