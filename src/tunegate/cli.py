@@ -126,11 +126,19 @@ def run(model: str, suite_refs: str, out: Path, backend: str, revision: str | No
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, kind, samples, description}.")
 def list_suites(as_json: bool) -> None:
     """List the built-in suites."""
+    from tunegate.core.config import SuiteConfig, load_yaml_model
+    from tunegate.core.errors import MissingDependencyError
     from tunegate.run.suite_loader import builtin_suites, load_suite
 
     rows: list[dict[str, Any]] = []
     for name, path in sorted(builtin_suites().items()):
-        suite = load_suite(str(path))
+        try:
+            suite = load_suite(str(path))
+        except MissingDependencyError as exc:  # a built-in of an optional kind (lm_eval): listed, not counted
+            config = load_yaml_model(path, SuiteConfig)
+            rows.append({"name": name, "kind": config.kind, "samples": None,
+                         "description": f"(unavailable: {exc}) {config.description.strip()}"})
+            continue
         rows.append({"name": name, "kind": suite.config.kind, "samples": len(suite.samples()),
                      "description": suite.config.description.strip()})
     if as_json:
@@ -140,7 +148,7 @@ def list_suites(as_json: bool) -> None:
     for r in rows:
         first = r["description"].splitlines()[0] if r["description"] else ""
         first = first if len(first) <= 90 else first[:89].rstrip() + "…"
-        click.echo(f"{r['name']:<{width}}  {r['kind']:<16} {r['samples']:>5}  {first}")
+        click.echo(f"{r['name']:<{width}}  {r['kind']:<16} {r['samples'] if r['samples'] is not None else '-':>5}  {first}")
 
 
 @cli.command()

@@ -216,7 +216,7 @@ def test_shipped_suite_data_is_an_allowed_root(tmp_path: Path) -> None:
 
 def test_a_local_folder_given_as_a_hub_id_obeys_the_same_rule(tmp_path: Path) -> None:
     secret = _outside(tmp_path)
-    with pytest.raises(UserError, match=rf"data.hf .* resolves to {secret.parent.resolve()}, outside"):
+    with pytest.raises(UserError, match=rf"data\.(?:hf|hub) .* resolves to {secret.parent.resolve()}, outside"):
         read_rows(DataSource(hf=str(secret.parent)), tmp_path / "suites", {})
 
 

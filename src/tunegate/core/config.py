@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from tunegate.core.errors import UserError
 from tunegate.core.model_spec import ModelSpec
@@ -58,27 +67,43 @@ def load_yaml_model(path: Path, model: type[M]) -> M:
 
 
 class DataSource(BaseModel):
-    """Where a suite's rows come from: a local file (relative to the suite YAML) or a Hub dataset.
+    """Where a suite's rows come from: a local file or folder (relative to the suite YAML) or a Hub dataset.
 
     A local path must resolve (through `..` and symlinks) inside the suite's
     folder, tunegate's shipped suite data or a folder in TUNEGATE_DATA_ROOTS
-    (`tunegate.core.data.resolve_data_path`).
+    (`tunegate.core.data.resolve_data_path`). JSONL, JSON and CSV files are read
+    by tunegate's own readers (row-numbered errors, byte-stable hashes); parquet,
+    arrow and folders go through `datasets`. `hub` (older spelling `hf`) names a
+    Hugging Face dataset, read through `datasets` from the Hub or, offline, from
+    the local datasets cache; `revision` pins its commit.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     path: str | None = None
-    hf: str | None = Field(default=None, description="Hugging Face dataset id")
+    hf: str | None = Field(default=None, validation_alias=AliasChoices("hub", "hf"),
+                           description="Hugging Face dataset id (YAML key `hub`, or `hf`)")
     config: str | None = None
     split: str = "test"
+    revision: str | None = Field(default=None, description="Hub commit sha (or branch/tag) to read; hub only")
     format: str = "auto"
     limit: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSource:
         if (self.path is None) == (self.hf is None):
-            raise ValueError("give exactly one of 'path' (a local file) or 'hf' (a Hub dataset id)")
+            raise ValueError("give exactly one of 'path' (a local file or folder) or 'hub' (a Hugging Face dataset id)")
+        if self.revision is not None and self.hf is None:
+            raise ValueError("'revision' pins a Hub dataset; it needs 'hub'")
         return self
+
+    @model_serializer(mode="wrap")
+    def _stable_dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out `revision` while unset, so suites written before it existed keep their config hash."""
+        out: dict[str, Any] = handler(self)
+        if out.get("revision") is None:
+            out.pop("revision", None)
+        return out
 
 
 class SuiteConfig(BaseModel):
@@ -90,7 +115,8 @@ class SuiteConfig(BaseModel):
     kind: str
     version: str = "1"
     description: str = ""
-    data: DataSource
+    #: None only for kinds that bring their own data (`lm_eval` reads its task's); the others require it
+    data: DataSource | None = None
     fields: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     content_warning: bool = False

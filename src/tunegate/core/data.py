@@ -1,8 +1,24 @@
-"""Reading suite data rows from JSONL, JSON, CSV or a Hub dataset.
+"""Reading suite data rows: local JSONL/JSON/CSV, anything `datasets` reads, or a Hub dataset.
 
 Each row comes back as a `Row` that knows its file and line, so a suite's
 loader can raise an error that names file, row and field without threading
 that context around by hand.
+
+Two readers, chosen by format. JSONL, JSON and CSV files keep tunegate's own
+small readers (stdlib `json`/`csv`): their errors name the file line, rows stay
+schema-free (a column may hold a list in one row and a dict in the next, which
+an Arrow table refuses), and their data hash stays the SHA-256 of the file
+bytes, so results written before `datasets` sources existed still compare.
+Everything else (parquet, arrow, a folder of data files, a `save_to_disk`
+folder, a Hub dataset) goes through `datasets`, and its data hash is the
+SHA-256 of the rows actually used (after `limit`), in canonical JSON: the
+same rows give the same hash whichever revision, cache or file layout they
+came from, and the Hub commit they came from is recorded beside it
+(`LoadedData.origin`).
+
+Offline (`HF_DATASETS_OFFLINE=1` or `HF_HUB_OFFLINE=1`) a Hub dataset is read
+from the local datasets cache (`HF_DATASETS_CACHE`), as an earlier online
+`load_dataset` left it; a dataset not cached there is exit 2 naming it.
 
 Suite data stays inside the suite's folder. A data path is resolved through
 `..` and every symlink, and must then lie inside the folder of the suite file,
@@ -16,11 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +107,38 @@ class Row:
         """An error to raise: `file: data row N: field 'x': message`."""
         return UserError(f"{self.where(field)}: {message}")
 
+    def _lookup(self, col: str) -> Any:
+        """The column's value; a mapped column `a.b` that is not itself a column reads key `b` of column `a`.
+
+        Why: Hub datasets nest (`question.stem`, `answers.text`), and the
+        mapping lives in the suite YAML as data, not in a kind's code.
+        """
+        if col in self.data:
+            return self.data[col]
+        if "." not in col:
+            return None
+        val: Any = self.data
+        for part in col.split("."):
+            if isinstance(val, Mapping) and part in val:
+                val = val[part]
+            elif isinstance(val, list) and part.isdigit() and int(part) < len(val):
+                val = val[int(part)]
+            else:
+                return None
+        return val
+
     def has(self, field: str) -> bool:
-        val = self.data.get(self.fields.get(field, field), None)
+        val = self._lookup(self.fields.get(field, field))
         return val is not None and val != ""
 
     def get(self, field: str, typ: type | tuple[type, ...] | None = None, default: Any = _MISSING) -> Any:
         """Value of logical `field`, type-checked; a missing required field is a UserError."""
         col = self.fields.get(field, field)
-        if col not in self.data or self.data[col] is None:
+        val = self._lookup(col)
+        if val is None:
             if default is not _MISSING:
                 return default
             raise self.fail(field, "is missing")
-        val = self.data[col]
         if typ is not None:
             if typ is int and isinstance(val, str) and val.strip().lstrip("-").isdigit():
                 val = int(val)
@@ -153,56 +191,195 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield i, {(k or "").strip(): v for k, v in row.items()}
 
 
+#: formats read by tunegate's own readers: their data hash is the file's bytes
 _READERS = {"jsonl": iter_jsonl, "json": _iter_json, "csv": _iter_csv}
+#: single-file formats read through `datasets` (its packaged builder of the same name)
+_DATASETS_FORMATS = ("parquet", "arrow")
+_FORMATS = (*_READERS, *_DATASETS_FORMATS)
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """A suite's rows, the hash of what they hold, and where they came from.
+
+    `origin` is recorded in the results (`SuiteResult.data_source`): for a Hub
+    dataset its id, config, split and the commit the rows were read at, so a
+    reviewer can fetch exactly that data again.
+    """
+
+    rows: list[Row]
+    digest: str
+    origin: dict[str, Any] = field(default_factory=dict)
 
 
 def _format_of(path: Path, declared: str) -> str:
     if declared != "auto":
         return declared
+    if path.is_dir():
+        return "folder"
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("jsonl", "ndjson"):
         return "jsonl"
-    if suffix in _READERS:
+    if suffix in _FORMATS:
         return suffix
-    raise UserError(f"{path}: cannot tell the data format from the extension; set data.format to jsonl, json or csv")
+    raise UserError(f"{path}: cannot tell the data format from the extension; set data.format to one of "
+                    f"{', '.join(_FORMATS)}")
+
+
+def load_data(source: DataSource, base_dir: Path, fields: Mapping[str, str]) -> LoadedData:
+    """All rows of `source` (after `limit`), their content hash and their origin; every failure is a UserError."""
+    if source.path is not None:
+        path = resolve_data_path(source.path, base_dir)
+        if not path.exists():
+            raise UserError(f"{path}: data file not found (data.path is resolved relative to the suite file)")
+        fmt = _format_of(path, source.format)
+        if fmt in _READERS and path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            rows = [Row(d, str(path), n, fields) for n, d in _READERS[fmt](path)]
+            if source.limit is not None:
+                rows = rows[: source.limit]
+            loaded = LoadedData(rows, digest, {"path": str(path), "format": fmt})
+        elif fmt in (*_DATASETS_FORMATS, "folder"):
+            loaded = _read_local_with_datasets(path, fmt, source, fields)
+        else:
+            raise UserError(f"{path}: unknown data.format {fmt!r}; use one of {', '.join(_FORMATS)} (or a folder)")
+    else:
+        hub = source.hf or ""
+        local = Path(hub).expanduser()
+        if local.is_absolute() or hub.startswith((".", "~")) or local.exists():
+            # datasets.load_dataset reads a local folder or file named in place of a Hub id: the same rule applies
+            check_inside(local.resolve(), base_dir, f"data.hub {hub!r} (a local path)")
+        loaded = _read_hub(source, fields)
+    if not loaded.rows:
+        raise UserError(f"{source.path or source.hf}: the data has no rows")
+    return loaded
 
 
 def read_rows(source: DataSource, base_dir: Path, fields: Mapping[str, str]) -> tuple[list[Row], str]:
-    """All rows of `source` and a SHA-256 content hash of the data (file bytes or Hub fingerprint)."""
-    if source.path is not None:
-        path = resolve_data_path(source.path, base_dir)
-        if not path.is_file():
-            raise UserError(f"{path}: data file not found (data.path is resolved relative to the suite file)")
-        fmt = _format_of(path, source.format)
-        if fmt not in _READERS:
-            raise UserError(f"{path}: unknown data.format {fmt!r}; use jsonl, json or csv")
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        rows = [Row(d, str(path), n, fields) for n, d in _READERS[fmt](path)]
-    else:
-        hf = source.hf or ""
-        local = Path(hf).expanduser()
-        if local.is_absolute() or hf.startswith((".", "~")) or local.exists():
-            # datasets.load_dataset reads a local folder or file named in place of a Hub id: the same rule applies
-            check_inside(local.resolve(), base_dir, f"data.hf {hf!r} (a local path)")
-        rows, digest = _read_hub(source, fields)
-    if source.limit is not None:
-        rows = rows[: source.limit]
-    if not rows:
-        raise UserError(f"{source.path or source.hf}: the data has no rows")
-    return rows, digest
+    """All rows of `source` and their data hash (`load_data` without the origin)."""
+    loaded = load_data(source, base_dir, fields)
+    return loaded.rows, loaded.digest
 
 
-def _read_hub(source: DataSource, fields: Mapping[str, str]) -> tuple[list[Row], str]:
-    """Load a Hub dataset split (network only when not cached and HF_HUB_OFFLINE is unset)."""
-    import datasets  # heavy; only when a Hub dataset is named
+# ---- through `datasets` -----------------------------------------------------
+def _jsonable(value: Any) -> Any:
+    """A JSON stand-in for the non-JSON values Arrow rows may hold (bytes, dates), for hashing only."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, (datetime.date, datetime.datetime, datetime.time)):
+        return value.isoformat()
+    return repr(value)
+
+
+def rows_digest(records: list[Mapping[str, Any]]) -> str:
+    """SHA-256 over the rows in order, each as canonical JSON (sorted keys): the rows used, not the files."""
+    h = hashlib.sha256()
+    for rec in records:
+        h.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=_jsonable, allow_nan=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _offline() -> bool:
+    import datasets.config
+
+    return bool(datasets.config.HF_HUB_OFFLINE)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {(text[0] if text else '')[:200]}"
+
+
+def _rows_of(ds: Any, source: DataSource, label: str, fields: Mapping[str, str]) -> tuple[list[Row], str]:
+    """The first `limit` rows of a `datasets.Dataset` as Rows, and their hash."""
+    if source.limit is not None and source.limit < len(ds):
+        ds = ds.select(range(source.limit))
+    records = ds.to_list()
+    return [Row(r, label, i, fields) for i, r in enumerate(records, start=1)], rows_digest(records)
+
+
+def _split_of(builder: Any, split: str, name: str) -> Any:
+    """`builder.as_dataset(split)`, or a UserError listing the splits there are."""
+    try:
+        return builder.as_dataset(split=split)
+    except (ValueError, KeyError) as exc:
+        have = ", ".join(sorted(builder.info.splits or {})) or "none"
+        raise UserError(f"{name}: could not load split {split!r} ({_first_line(exc)}); splits: {have}; "
+                        "set data.split") from None
+
+
+def _read_local_with_datasets(path: Path, fmt: str, source: DataSource, fields: Mapping[str, str]) -> LoadedData:
+    """A parquet/arrow file, a folder of data files or a `save_to_disk` folder, read through `datasets`."""
+    import datasets  # heavy; only for the formats tunegate does not read itself
 
     try:
-        ds = datasets.load_dataset(source.hf, source.config, split=source.split)
+        if fmt == "folder" and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                if source.split not in ds:
+                    raise UserError(f"{path}: no split {source.split!r}; splits: {', '.join(sorted(ds))}; set data.split")
+                ds = ds[source.split]
+            label = str(path) if fmt != "folder" else f"{path}[{source.split}]"
+        else:
+            if fmt == "folder":
+                builder = datasets.load_dataset_builder(str(path))
+                split, label = source.split, f"{path}[{source.split}]"
+            else:
+                builder = datasets.load_dataset_builder(fmt, data_files={"data": str(path)})
+                split, label = "data", str(path)
+            builder.download_and_prepare()
+            ds = _split_of(builder, split, str(path))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem with the user's data
+        raise UserError(f"{path}: could not read as {fmt} through datasets ({_first_line(exc)})") from None
+    rows, digest = _rows_of(ds, source, label, fields)
+    return LoadedData(rows, digest, {"path": str(path), "format": fmt, "split": source.split if fmt == "folder" else None})
+
+
+def _read_hub(source: DataSource, fields: Mapping[str, str]) -> LoadedData:
+    """A Hub dataset split: from the Hub, or offline from the local datasets cache; the commit read is recorded.
+
+    Why a builder and not `load_dataset`: the builder tells which commit its
+    data is (`builder.hash`: the Hub commit online, the cached copy's commit
+    offline), so a pinned `revision` is checked against what is actually read.
+    """
+    import datasets  # heavy; only when a Hub dataset is named
+
+    name = source.hf or ""
+    try:
+        builder = datasets.load_dataset_builder(name, source.config, revision=source.revision)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a user-facing input problem
+        if _offline():
+            raise UserError(
+                f"dataset {name!r}{f' (config {source.config!r})' if source.config else ''} is not in the local "
+                f"datasets cache ({datasets.config.HF_DATASETS_CACHE}) and offline mode is on (HF_DATASETS_OFFLINE "
+                f"or HF_HUB_OFFLINE): load it once online, or unset offline mode, or point data.path at a local copy "
+                f"({_first_line(exc)})"
+            ) from None
         raise UserError(
-            f"{source.hf}: could not load split {source.split!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-            "check the dataset id, config and split, or download it first / point data.path at a local file"
+            f"dataset {name!r}: could not load ({_first_line(exc)}); check the dataset id, config and revision, "
+            "or download it first / point data.path at a local file"
         ) from None
-    label = f"{source.hf}[{source.split}]"
-    rows = [Row(dict(r), label, i, fields) for i, r in enumerate(ds, start=1)]
-    return rows, getattr(ds, "_fingerprint", "") or hashlib.sha256(label.encode()).hexdigest()
+    resolved = builder.hash if isinstance(builder.hash, str) else None
+    is_hub = not Path(name).expanduser().exists()
+    if is_hub and source.revision and _SHA.match(source.revision) and resolved != source.revision:
+        where = "the local datasets cache holds" if _offline() else "the Hub served"
+        raise UserError(f"dataset {name!r}: revision {source.revision} is pinned but {where} {resolved}; "
+                        "go online once to fetch the pinned revision, or change data.revision")
+    try:
+        builder.download_and_prepare()
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"dataset {name!r}: could not prepare ({_first_line(exc)})") from None
+    ds = _split_of(builder, source.split, f"dataset {name!r}")
+    label = f"{name}[{source.split}]"
+    rows, digest = _rows_of(ds, source, label, fields)
+    origin: dict[str, Any] = {"hub": name, "config": builder.config.name, "split": source.split}
+    if is_hub:
+        origin["revision"] = resolved
+        origin["offline_cache"] = _offline()
+    else:
+        origin["path"] = str(Path(name).expanduser().resolve())
+    return LoadedData(rows, digest, origin)

@@ -114,6 +114,9 @@ class SuiteResult(BaseModel):
     content_warning: bool = False
     data_hash: str
     config_hash: str
+    #: where the data came from when it is more than a local file: a Hub dataset's id, config, split and the
+    #: commit read (`tunegate.core.data.LoadedData.origin`); None: a local file (named by data_hash) or not recorded
+    data_source: dict[str, Any] | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     truncated: int = Field(default=0, ge=0)
     metrics: list[Metric] = Field(default_factory=list)

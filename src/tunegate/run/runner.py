@@ -259,6 +259,7 @@ class Runner:
                     description=suite.config.description or type(suite).description,
                     source=type(suite).description, content_warning=suite.config.content_warning,
                     data_hash=suite.data_hash, config_hash=suite.config_hash(),
+                    data_source=suite.data_source or None,
                     counts={s: counts.get(s, 0) for s in ("scored", "errored", "skipped")},
                     truncated=sum(1 for r in sample_results if r.truncated),
                     metrics=suite.metrics(sample_results), samples=sample_results,

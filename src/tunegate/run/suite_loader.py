@@ -3,6 +3,8 @@
 Built-in suites live in the top-level `suites/` folder of the source tree and are
 shipped inside the wheel (found by `tunegate.core.shipped`). `TUNEGATE_SUITES_PATH`
 (os.pathsep-separated) adds folders searched by name before the built-ins.
+`lm_eval:TASK` names an lm-evaluation-harness task directly (the `lm_eval` kind,
+suite name `lm_eval_TASK`), with no YAML to write.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ def resolve_suite_path(ref: str) -> Path:
     return known[ref]
 
 
+#: `--suites lm_eval:arc_easy`: an lm-eval task by name, without a suite file
+LM_EVAL_PREFIX = "lm_eval:"
+
+
+def lm_eval_suite_config(ref: str) -> SuiteConfig:
+    """The suite an `lm_eval:TASK` reference stands for: kind `lm_eval`, the task's defaults, named `lm_eval_TASK`."""
+    task = ref[len(LM_EVAL_PREFIX):].strip()
+    if not task or not all(c.isalnum() or c in "_.-" for c in task):
+        raise UserError(f"{ref!r}: expected lm_eval:TASK with an lm-eval task name (letters, digits, _ . -), "
+                        "e.g. lm_eval:arc_easy; for options (num_fewshot, limit, a task YAML) write a suite file")
+    return SuiteConfig(name=f"lm_eval_{task}", kind="lm_eval", description=f"lm-evaluation-harness task {task}",
+                       options={"task": task})
+
+
 def load_suite(ref: str) -> SuiteKind:
     """Read, validate and instantiate one suite, before any model loads or trains.
 
@@ -53,8 +69,11 @@ def load_suite(ref: str) -> SuiteKind:
     scorer weights load) and every data row are checked here, so a typo is
     exit 2 in a second, not after a model load or a fine-tune.
     """
-    path = resolve_suite_path(ref)
-    config = load_yaml_model(path, SuiteConfig)
+    if ref.startswith(LM_EVAL_PREFIX):
+        config, path = lm_eval_suite_config(ref), Path.cwd() / f"{ref}.yaml"  # no file: paths resolve from here
+    else:
+        path = resolve_suite_path(ref)
+        config = load_yaml_model(path, SuiteConfig)
     if config.kind not in plugins.names("suites"):
         raise UserError(
             f"{path}: kind: unknown suite kind {config.kind!r}; installed kinds: {', '.join(plugins.names('suites'))}"

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tunegate.core.config import SuiteConfig, format_validation_error
-from tunegate.core.data import Row, read_rows
+from tunegate.core.config import DataSource, SuiteConfig, format_validation_error
+from tunegate.core.data import Row, load_data
 from tunegate.core.errors import UserError
 from tunegate.core.metric import Direction, Metric, MetricKind
 from tunegate.core.request import Request, Response
@@ -74,12 +74,18 @@ class SuiteKind(ABC):
             raise UserError(format_validation_error(f"suite {config.name}: options", err)) from None
         self._samples: list[Sample] | None = None
         self.data_hash = ""
+        #: where the rows came from when a hash alone cannot say (a Hub dataset's id, config, split and commit;
+        #: an lm-eval task's name and version), recorded in the results as `SuiteResult.data_source`
+        self.data_source: dict[str, Any] = {}
 
     # ---- data -------------------------------------------------------------
     def samples(self) -> list[Sample]:
         """Load and validate every row once; duplicate ids are an input error."""
         if self._samples is None:
-            rows, self.data_hash = read_rows(self.config.data, self.base_dir, self.fields)
+            loaded = load_data(self.data_config(), self.base_dir, self.fields)
+            rows, self.data_hash = loaded.rows, loaded.digest
+            # recorded for Hub datasets only: a local file is named by its hash, and its absolute path is no evidence
+            self.data_source = loaded.origin if "hub" in loaded.origin else {}
             samples: list[Sample] = []
             seen: dict[str, int] = {}
             for row in rows:
@@ -90,6 +96,13 @@ class SuiteKind(ABC):
                     samples.append(sample)
             self._samples = samples
         return self._samples
+
+    def data_config(self) -> DataSource:
+        """The suite's `data:`; a UserError when the file has none (only kinds that bring their own data omit it)."""
+        if self.config.data is None:
+            raise UserError(f"suite {self.config.name}: data: is missing; kind {self.config.kind!r} reads its rows "
+                            "from a data source (data: {path: FILE} or data: {hub: DATASET_ID})")
+        return self.config.data
 
     def to_samples(self, row: Row) -> Iterable[Sample]:
         """Rows usually map one-to-one to samples; kinds that expand a row override this."""

@@ -129,7 +129,7 @@ class Memorization(SuiteKind):
     # ---- data ------------------------------------------------------------------------
     def _resolve_source(self) -> tuple[DataSource, dict[str, Any] | None]:
         """The JSONL to read: the data path itself, or the one a fine-tune manifest names."""
-        src = self.config.data
+        src = self.data_config()
         if src.path is None or not src.path.lower().endswith(".json"):
             return src, None
         path = resolve_data_path(src.path, self.base_dir, "data.path")
