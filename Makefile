@@ -68,7 +68,7 @@ lint: $(VENV)/.installed
 # change that must pass `make lint test` before it is committed. Hashes; CPython 3.11 on x86_64 Linux.
 lock: $(VENV)/bin/uv
 	printf '%s\n' "$(TORCH_LOCK)" > $(VENV)/lock-overrides.txt
-	printf 'hatchling>=1.21\neditables>=0.5\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --extra gpu --extra api --extra embedding \
+	printf 'hatchling>=1.21\neditables>=0.5\n' | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --extra gpu --extra api --extra embedding --extra lm_eval \
 	    --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
 	    --override $(VENV)/lock-overrides.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels) $(PIP_ARGS) $(if $(UPGRADE),--upgrade) -o $(LOCK)
 

@@ -110,13 +110,14 @@ def test_plugins_lists_builtins(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_suites_json_lists_every_builtin_with_its_keys(capsys: pytest.CaptureFixture[str]) -> None:
-    from tunegate.run.suite_loader import builtin_suites
+    from tunegate.run.suite_loader import builtin_groups, builtin_suites
 
     code, out, _ = run_cli(["suites", "--json"], capsys)
     assert code == 0
     rows = json.loads(out)
-    assert {r["name"] for r in rows} == set(builtin_suites())
-    assert all(set(r) == {"name", "kind", "samples", "description"} for r in rows)
+    assert {r["name"] for r in rows} == set(builtin_suites()) | set(builtin_groups())
+    assert all(set(r) == {"name", "kind", "samples", "description"} for r in rows if r["kind"] != "group")
+    assert all(set(r) == {"name", "kind", "samples", "description", "suites"} for r in rows if r["kind"] == "group")
     mc = next(r for r in rows if r["name"] == "support_mc")
     assert mc["kind"] == "multiple_choice" and mc["samples"] >= 50
     code, out, _ = run_cli(["suites"], capsys)

@@ -2,9 +2,8 @@
 
 No network: a Hub dataset is stood in for by a datasets cache laid out exactly
 as an earlier online `load_dataset("acme/support_mc")` leaves it
-(`HF_DATASETS_CACHE/acme___support_mc/<config>/<version>/<commit>/`), built
-here by datasets' own json builder; with offline mode on, datasets resolves
-the Hub id from that cache, which is what a user offline-with-cache gets.
+(tests/hub_cache.py); with offline mode on, datasets resolves the Hub id from
+that cache, which is what a user offline-with-cache gets.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import datasets
 import pytest
 
 from tests.cli import run_cli
+from tests.hub_cache import SHA, cache_hub_dataset
 from tunegate.core.config import DataSource, SuiteConfig
 from tunegate.core.data import load_data, read_rows, rows_digest
 from tunegate.core.errors import UserError
@@ -28,7 +28,6 @@ ROWS: list[dict[str, Any]] = [
      "meta": {"topic": "numbers", "level": i}}
     for i in range(4)
 ]
-SHA = "0123456789abcdef0123456789abcdef01234567"
 OTHER_SHA = "fedcba9876543210fedcba9876543210fedcba98"
 
 
@@ -40,24 +39,6 @@ def ds_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     return cache
-
-
-def cache_hub_dataset(cache: Path, repo: str, rows: list[dict[str, Any]], commit: str = SHA,
-                      split: str = "test") -> None:
-    """Leave `repo` at `commit` in the datasets cache as an online `load_dataset(repo)` would."""
-    from datasets.packaged_modules.json.json import Json
-
-    src = cache.parent / f"src-{repo.replace('/', '-')}-{commit[:6]}"
-    src.mkdir()
-    (src / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    owner, name = repo.split("/")
-    build = cache.parent / "build"
-    Json(cache_dir=str(build), dataset_name=name, hash=commit, config_name="default", config_id="default",
-         data_files={split: str(src / f"{split}.jsonl")}).download_and_prepare()
-    target = cache / f"{owner}___{name}" / "default" / "0.0.0"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(build / name / "default" / "0.0.0" / commit), str(target / commit))
-    shutil.rmtree(build)
 
 
 def write_mc_suite(folder: Path, data: dict[str, Any], **extra: Any) -> Path:
@@ -127,7 +108,7 @@ def test_config_hash_of_a_suite_without_revision_is_unchanged() -> None:
 # ---- Hub datasets offline ------------------------------------------------------
 def test_hub_suite_runs_offline_from_the_cache_and_records_the_commit(
         ds_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cache_hub_dataset(ds_cache, "acme/support_mc", ROWS)
+    cache_hub_dataset(ds_cache, "acme/support_mc", {"test": ROWS})
     suite = write_mc_suite(tmp_path / "s", {"hub": "acme/support_mc", "split": "test", "revision": SHA},
                            fields={"topic": "meta.topic"})
     code, out, err = run_cli(["run", "--backend", "mock", "--model", "m", "--suites", str(suite),
@@ -151,7 +132,7 @@ def test_hub_suite_offline_without_cache_exits_2_naming_the_dataset(
 
 
 def test_hub_pinned_revision_must_match_the_cached_commit(ds_cache: Path, tmp_path: Path) -> None:
-    cache_hub_dataset(ds_cache, "acme/support_mc", ROWS, commit=OTHER_SHA)
+    cache_hub_dataset(ds_cache, "acme/support_mc", {"test": ROWS}, commit=OTHER_SHA)
     with pytest.raises(UserError, match=f"revision {SHA} is pinned but the local datasets cache holds {OTHER_SHA}"):
         load_data(DataSource(hf="acme/support_mc", revision=SHA), tmp_path, {})
     loaded = load_data(DataSource(hf="acme/support_mc", limit=3), tmp_path, {})  # unpinned: the cached commit

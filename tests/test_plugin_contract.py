@@ -73,6 +73,12 @@ def test_builtin_suite_contract(name: str, kind: str, tmp_path: Path) -> None:
         suite = load_suite(name)
     except MissingDependencyError as exc:
         pytest.skip(f"{name}: {exc}")
+    except UserError as exc:  # an lm-eval task over a Hub dataset, offline without it in the datasets cache
+        config = load_suite(name, read_data=False).config
+        if config.kind == "lm_eval" and "offline mode is on" in str(exc):
+            pytest.skip(f"{name}: its Hub dataset is not in the local cache; the group's run on cached copies is "
+                        "tests/suites/test_general_capabilities.py")
+        raise
     samples = suite.samples()
     assert samples, f"{name}: no samples"
     assert len({s.id for s in samples}) == len(samples)

@@ -128,19 +128,24 @@ def list_suites(as_json: bool) -> None:
     """List the built-in suites."""
     from tunegate.core.config import SuiteConfig, load_yaml_model
     from tunegate.core.errors import MissingDependencyError
-    from tunegate.run.suite_loader import builtin_suites, load_suite
+    from tunegate.run.suite_loader import builtin_groups, builtin_suites, load_group, load_suite, suite_size
 
     rows: list[dict[str, Any]] = []
     for name, path in sorted(builtin_suites().items()):
         try:
-            suite = load_suite(str(path))
+            suite = load_suite(str(path), read_data=False)
+            size = suite_size(suite)
         except MissingDependencyError as exc:  # a built-in of an optional kind (lm_eval): listed, not counted
             config = load_yaml_model(path, SuiteConfig)
             rows.append({"name": name, "kind": config.kind, "samples": None,
                          "description": f"(unavailable: {exc}) {config.description.strip()}"})
             continue
-        rows.append({"name": name, "kind": suite.config.kind, "samples": len(suite.samples()),
+        rows.append({"name": name, "kind": suite.config.kind, "samples": size,
                      "description": suite.config.description.strip()})
+    for name, path in sorted(builtin_groups().items()):
+        group = load_group(path)
+        rows.append({"name": name, "kind": "group", "samples": None, "suites": group.suites,
+                     "description": f"= {' + '.join(group.suites)}. {group.description.strip()}"})
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return

@@ -159,3 +159,74 @@ def test_task_yaml_data_files_stay_inside_allowed_folders(tmp_path: Path) -> Non
     suite = LMEval(SuiteConfig(name="t", kind="lm_eval", options={"task_yaml": "t.yaml"}), tmp_path)
     with pytest.raises(UserError, match="outside the suite's folder"):
         suite.samples()
+
+
+# ---- an lm-eval group: two tasks pooled into one suite ------------------------------
+GROUP = "tg_parity_group"
+GROUP_TASKS = ("tg_parity_mc", "tg_parity_mc2")
+
+
+def lm_eval_group_run(model_dir: Path, limit: int | None) -> dict[str, Any]:
+    """lm-eval's own `simple_evaluate` on the group (the working directory must be HERE)."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(pretrained=str(model_dir), dtype="float32", batch_size=8, device="cpu")
+    return lm_eval.simple_evaluate(model=lm, tasks=[GROUP], limit=limit,
+                                   task_manager=TaskManager(include_path=str(HERE), include_defaults=False),
+                                   log_samples=True, bootstrap_iters=0)
+
+
+def _group_parity(model_dir: Path, suite_key: str, limit: int | None, monkeypatch: pytest.MonkeyPatch) -> SuiteResult:
+    """The bridge and lm-eval on the group: the same documents, per-document values and group aggregates."""
+    from tunegate.suites.lm_eval import LM_EVAL_TASKS_ENV
+
+    monkeypatch.setenv(LM_EVAL_TASKS_ENV, str(HERE))
+    monkeypatch.chdir(HERE)  # lm-eval resolves a named task's relative data files from the working directory
+    sr, _ = bridge_run(model_dir, suite_key)
+    own = lm_eval_group_run(model_dir, limit)
+    assert set(own["samples"]) == set(GROUP_TASKS)
+    expected_ids = {f"{task}/{s['doc_id']}" for task in GROUP_TASKS for s in own["samples"][task]}
+    by_id = {r.id: r for r in sr.samples}
+    assert set(by_id) == expected_ids
+    assert sr.counts == {"scored": len(expected_ids), "errored": 0, "skipped": 0}
+    compared = 0
+    for task in GROUP_TASKS:
+        for s in own["samples"][task]:
+            r = by_id[f"{task}/{s['doc_id']}"]
+            assert r.sample.metadata["task"] == task and r.sample.metadata["doc_id"] == s["doc_id"]
+            for metric in ("acc", "acc_norm"):
+                assert r.score(metric) == float(s[metric]), (task, s["doc_id"], metric)  # exactly lm-eval's
+                compared += 1
+    assert compared == 2 * len(expected_ids)
+    group = own["groups"][GROUP] if GROUP in own.get("groups", {}) else own["results"][GROUP]
+    for metric in ("acc", "acc_norm"):
+        mine = sr.metric(metric)
+        assert mine is not None and mine.value is not None and mine.kind == "binary", metric
+        assert len(mine.per_sample) == len(expected_ids)
+        assert mine.value == pytest.approx(group[f"{metric},none"], abs=1e-9), (metric, mine.value, group)
+        assert group["sample_count"][f"{metric},none"] == len(expected_ids)
+        print(f"\n{suite_key} {metric}: bridge {mine.value!r}, lm-eval group {group[f'{metric},none']!r}, "
+              f"n={len(expected_ids)}")
+    assert not [m.name for m in sr.metrics if "/" in m.name]  # means pool; no per-task corpus metrics for acc
+    assert sr.data_source is not None
+    assert sr.data_source["lm_eval_subtasks"] == 2 and sr.data_source["lm_eval_task"] == GROUP
+    return sr
+
+
+@needs_lm_eval
+def test_group_bridge_matches_lm_eval(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group suite pools its tasks' documents; acc/acc_norm equal lm-eval's size-weighted group score."""
+    sr = _group_parity(tiny_model_dir, "group", None, monkeypatch)
+    assert sum(r.id.startswith("tg_parity_mc/") for r in sr.samples) == 16
+    assert sum(r.id.startswith("tg_parity_mc2/") for r in sr.samples) == 11
+    assert "limit" not in (sr.data_source or {})
+
+
+@needs_lm_eval
+def test_group_limit_applies_per_task(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`limit: 3` on a two-task group asks the first 3 documents of each task (6), as lm-eval's `limit` does."""
+    sr = _group_parity(tiny_model_dir, "group_limit", 3, monkeypatch)
+    assert sorted(r.id for r in sr.samples) == sorted(f"{t}/{i}" for t in GROUP_TASKS for i in range(3))
+    assert (sr.data_source or {}).get("limit") == 3

@@ -260,6 +260,7 @@ def compare_suite(bs: SuiteResult, cs: SuiteResult, settings: CompareSettings) -
     return SuiteComparison(
         name=bs.name, kind=bs.kind, version=bs.version, candidate_version=cs.version, description=bs.description,
         source=bs.source, content_warning=bs.content_warning or cs.content_warning, data_hash=bs.data_hash,
+        data_source=bs.data_source,
         candidate_data_hash=cs.data_hash, config_hash=bs.config_hash, candidate_config_hash=cs.config_hash,
         mismatch=suite_differences(bs, cs), n_samples=len(_sample_ids(bs)),
         # `truncated` rides along with the status counts so the report shows it (never part of a denominator)

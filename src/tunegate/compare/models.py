@@ -171,6 +171,8 @@ class SuiteComparison(BaseModel):
     content_warning: bool = False
     data_hash: str = ""
     candidate_data_hash: str = ""
+    # where the base's rows came from (Hub id, config, split, commit; lm-eval task and version), as its results say
+    data_source: dict[str, Any] | None = None
     config_hash: str = ""
     candidate_config_hash: str = ""
     # what differs between the two runs' suite (config hash, data hash, version); only non-empty when

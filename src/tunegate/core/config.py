@@ -182,6 +182,17 @@ class Policy(BaseModel):
     rules: list[GateRule] = Field(min_length=1)
 
 
+class SuiteGroup(BaseModel):
+    """A named set of suites (`groups/NAME.yaml`): asking for the name asks for every member."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    suites: list[str] = Field(min_length=1, description="member suite names (built-in or on TUNEGATE_SUITES_PATH)")
+    policy: str | None = Field(default=None, description="the policy file shipped to gate the members, for the docs")
+
+
 # ---- audit.yaml ---------------------------------------------------------------
 
 

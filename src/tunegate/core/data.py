@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,7 +272,7 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def rows_digest(records: list[Mapping[str, Any]]) -> str:
+def rows_digest(records: Sequence[Mapping[str, Any]]) -> str:
     """SHA-256 over the rows in order, each as canonical JSON (sorted keys): the rows used, not the files."""
     h = hashlib.sha256()
     for rec in records:

@@ -100,16 +100,22 @@ SuiteInfo = Mapping[str, tuple[str | None, int | None]]  # suite name -> (suite 
 
 def suite_info(suites: Sequence[Any]) -> dict[str, tuple[str | None, int | None]]:
     """(kind, size) per loaded suite (`tunegate.run.suite_loader.load_suites`), as audit and plan need them."""
-    return {s.config.name: (s.config.kind, len(s.samples())) for s in suites}
+    from tunegate.run.suite_loader import suite_size
+
+    return {s.config.name: (s.config.kind, suite_size(s)) for s in suites}
 
 
 def builtin_info(policy: Policy) -> dict[str, tuple[str | None, int | None]]:
-    """(kind, size) of every built-in suite the policy names; suites that are not built in are left out."""
+    """(kind, size) of every built-in suite the policy names; suites that are not built in are left out.
+
+    A suite that declares its size (an lm_eval task's `expected_docs`) is not
+    read, so planning a Hub-backed group needs neither the network nor a cache.
+    """
     from tunegate.run.suite_loader import builtin_suites, load_suite
 
     known = builtin_suites()
     names = dict.fromkeys(r.metric.split("/", 1)[0] for r in policy.rules)
-    return suite_info([load_suite(str(known[n])) for n in names if n in known])
+    return suite_info([load_suite(str(known[n]), read_data=False) for n in names if n in known])
 
 
 def audit_suite_refs(path: Path) -> list[str]:

@@ -171,6 +171,10 @@ class SuiteKind(ABC):
         """Aggregate per-sample scores into metrics (keep the per-sample vectors)."""
 
     # ---- identity ---------------------------------------------------------
+    def declared_size(self) -> int | None:
+        """The number of samples, when the suite states it without reading its data (None: count the rows)."""
+        return None
+
     def config_hash(self) -> str:
         payload = json.dumps(self.config.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -11,6 +11,12 @@ suite's requests and caches them, and the answers go back into the instances
 for the task's own filters and `process_results`. Per-document values become
 per-sample scores, so `compare` and `gate` work on them as on any other suite.
 
+An lm-eval *group* (e.g. `mmlu`, 57 subject tasks) is one suite: its documents
+are pooled (sample ids `TASK/DOC_ID`, `limit` applies per task as in lm-eval),
+a mean metric is the mean over all pooled documents (lm-eval's size-weighted
+group score), and any other aggregation is computed per task
+(`TASK/metric`), since a corpus score of pooled tasks means nothing.
+
 lm-eval is an optional dependency (`pip install 'tunegate[lm_eval]'`),
 imported only when such a suite loads; constructing the kind (option
 validation) never imports it.
@@ -56,8 +62,11 @@ class LMEvalOptions(BaseModel):
     task: str | None = Field(default=None, description="a task name lm-eval knows (e.g. arc_easy)")
     task_yaml: str | None = Field(default=None, description="a task YAML file, relative to the suite file")
     num_fewshot: int | None = Field(default=None, ge=0, description="None: the task's own default (else 0)")
-    limit: int | None = Field(default=None, ge=1, description="only the first N documents")
+    limit: int | None = Field(default=None, ge=1, description="only the first N documents (of each task in a group)")
     fewshot_seed: int = DEFAULT_FEWSHOT_SEED
+    expected_docs: int | None = Field(
+        default=None, ge=1, description="the number of documents the suite asks; a different count is an input "
+        "error (the dataset changed), and `tunegate plan` uses it without loading the task")
 
     @model_validator(mode="after")
     def _one_task(self) -> LMEvalOptions:
@@ -94,6 +103,18 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
 
 
+#: (include folders, lm-eval's own tasks too?) -> TaskManager; indexing is the slow part of loading a task
+_MANAGERS: dict[tuple[tuple[str, ...], bool], Any] = {}
+
+
+def _manager(manager_cls: Any, include: tuple[str, ...], defaults: bool) -> Any:
+    """One TaskManager per set of task folders per process (it only indexes; every load builds new Tasks)."""
+    key = (include, defaults)
+    if key not in _MANAGERS:
+        _MANAGERS[key] = manager_cls(include_path=list(include) or None, include_defaults=defaults)
+    return _MANAGERS[key]
+
+
 class LMEval(SuiteKind):
     """lm-evaluation-harness tasks answered by tunegate's backends and scored by the task's own metrics."""
 
@@ -110,15 +131,19 @@ class LMEval(SuiteKind):
         if config.data is not None:
             raise UserError(f"suite {config.name}: data: an lm_eval suite reads its task's own data; remove data: "
                             "(the task YAML names its dataset)")
-        self.task: Any = None
+        self.tasks: dict[str, Any] = {}
+        self._task_of: dict[str, str] = {}
         self._instances: dict[str, list[Any]] = {}
         self._docs: dict[str, Any] = {}
         self._aggregation: dict[str, Any] = {}
         self._higher: dict[str, bool] = {}
 
+    def declared_size(self) -> int | None:
+        return self.options.expected_docs
+
     # ---- data -------------------------------------------------------------
-    def _load_task(self) -> Any:
-        """lm-eval's Task object for `task` / `task_yaml`, with num_fewshot and the few-shot seed applied."""
+    def _load_tasks(self) -> dict[str, Any]:
+        """lm-eval's Task objects for `task` / `task_yaml` (one, or a group's leaves), num_fewshot and seed applied."""
         lm_eval = import_lm_eval()
         from lm_eval.tasks import TaskManager
 
@@ -141,33 +166,33 @@ class LMEval(SuiteKind):
                            "HF_HUB_OFFLINE", "")).upper() in ("1", "TRUE", "YES", "ON") else ""
             raise UserError(f"suite {self.config.name}: lm-eval could not load task {what!r} "
                             f"({type(exc).__name__}: {msg}){offline}") from None
-        tasks = loaded["tasks"]
-        if len(tasks) != 1:
-            raise UserError(f"suite {self.config.name}: {opts.task_yaml or opts.task!r} is a group of {len(tasks)} "
-                            f"lm-eval tasks ({', '.join(sorted(tasks))}); name one task per suite")
-        task = next(iter(tasks.values()))
-        if opts.num_fewshot is not None and task.get_config("num_fewshot") != 0:
-            task.set_config(key="num_fewshot", value=opts.num_fewshot)  # as simple_evaluate(num_fewshot=...)
-        elif task.get_config("num_fewshot") is None:
-            task.set_config(key="num_fewshot", value=0)
-        task.set_fewshot_seed(seed=opts.fewshot_seed)
+        tasks = {name: loaded["tasks"][name] for name in sorted(loaded["tasks"])}
+        if not tasks:
+            raise UserError(f"suite {self.config.name}: {opts.task_yaml or opts.task!r} names no lm-eval task")
+        for task in tasks.values():
+            if opts.num_fewshot is not None and task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=opts.num_fewshot)  # as simple_evaluate(num_fewshot=...)
+            elif task.get_config("num_fewshot") is None:
+                task.set_config(key="num_fewshot", value=0)
+            task.set_fewshot_seed(seed=opts.fewshot_seed)
         self._lm_eval_version = str(getattr(lm_eval, "__version__", ""))
-        return task
+        return tasks
 
     @staticmethod
     def _task_manager(manager_cls: Any, task: str) -> Any:
         """lm-eval's TaskManager: the folders in TUNEGATE_LM_EVAL_TASKS first, lm-eval's own tasks when needed.
 
-        Why the order: indexing lm-eval's ~15,000 built-in task files takes
-        seconds, so a task found in the user's own folders skips it.
+        Why the order and the memo: indexing lm-eval's ~15,000 built-in task
+        files takes seconds (17 s on a 2-core machine), so a task found in the
+        user's own folders skips it, and one process indexes each set of
+        folders once however many suites name tasks.
         """
-        extra = [p for p in os.environ.get(LM_EVAL_TASKS_ENV, "").split(os.pathsep) if p.strip()]
+        extra = tuple(p for p in os.environ.get(LM_EVAL_TASKS_ENV, "").split(os.pathsep) if p.strip())
         if extra:
-            own = manager_cls(include_path=extra, include_defaults=False)
+            own = _manager(manager_cls, extra, False)
             if task in own.all_tasks:
                 return own
-            return manager_cls(include_path=extra)
-        return manager_cls()
+        return _manager(manager_cls, extra, True)
 
     def _task_config(self, path: Path) -> dict[str, Any]:
         """The task YAML as lm-eval reads it (`include:`, `!function`), local `data_files` made absolute.
@@ -199,12 +224,53 @@ class LMEval(SuiteKind):
         """One sample per lm-eval document; its instances are kept for asking and scoring."""
         if self._samples is not None:
             return self._samples
-        task = self._load_task()
+        tasks = self._load_tasks()
+        limit = self.options.limit
+        samples: list[Sample] = []
+        docs: list[dict[str, Any]] = []
+        for name, task in tasks.items():
+            for sample, doc in self._task_samples(name, task, prefix=f"{name}/" if len(tasks) > 1 else ""):
+                samples.append(sample)
+                docs.append({"task": name, "doc": doc} if len(tasks) > 1 else doc if isinstance(doc, dict)
+                            else {"doc": doc})
+        if not samples:
+            raise UserError(f"suite {self.config.name}: the lm-eval task built no requests")
+        expected = self.options.expected_docs
+        if expected is not None and len(samples) != expected:
+            raise UserError(f"suite {self.config.name}: the lm-eval task built {len(samples)} documents, the suite "
+                            f"expects {expected} (options.expected_docs): the dataset or task changed; check it, set "
+                            "expected_docs to the new count and re-plan the gate (tunegate plan)")
+        # the data hash covers the documents used and the requests built from them (templates, few-shot examples)
+        asked = [[inst.request_type, _plain(list(inst.args)), inst.repeats]
+                 for s in samples for inst in self._instances[s.id]]
+        docs_hash = rows_digest(docs)
+        req_hash = hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        self.data_hash = hashlib.sha256(f"{docs_hash}:{req_hash}".encode()).hexdigest()
+        first = next(iter(tasks.values()))
+        cfg = first.config
+        single = len(tasks) == 1
+        self.data_source = {k: v for k, v in {
+            "lm_eval_task": cfg.task if single else self.options.task, "lm_eval": self._lm_eval_version,
+            "lm_eval_subtasks": None if single else len(tasks), "num_fewshot": first.get_config("num_fewshot"),
+            "fewshot_seed": self.options.fewshot_seed, "limit": limit, "dataset_path": cfg.dataset_path,
+            "dataset_name": cfg.dataset_name if single else None, "task_yaml": self.options.task_yaml,
+            "output_type": cfg.output_type}.items() if v is not None}
+        self.tasks = tasks
+        for task in tasks.values():  # a metric's aggregation and direction: the first task that defines it
+            for metric, agg in task.aggregation().items():
+                self._aggregation.setdefault(metric, agg)
+            for metric, higher in task.higher_is_better().items():
+                self._higher.setdefault(metric, bool(higher))
+        self._samples = samples
+        return samples
+
+    def _task_samples(self, name: str, task: Any, prefix: str) -> list[tuple[Sample, Any]]:
+        """One task's documents as samples (ids `prefix + doc_id`), its instances kept for asking and scoring."""
         limit = self.options.limit
         try:
             task.build_all_requests(limit=limit, rank=0, world_size=1, cache_requests=False)
         except Exception as exc:  # noqa: BLE001 - a template or document the task cannot render
-            raise UserError(f"suite {self.config.name}: lm-eval could not build the requests "
+            raise UserError(f"suite {self.config.name}: lm-eval could not build the requests of {name} "
                             f"({type(exc).__name__}: {str(exc)[:300]})") from None
         by_doc: dict[int, list[Any]] = defaultdict(list)
         for inst in task.instances:
@@ -212,38 +278,21 @@ class LMEval(SuiteKind):
                 raise UserError(f"suite {self.config.name}: lm-eval request type {inst.request_type!r} is not "
                                 "supported (loglikelihood, loglikelihood_rolling, generate_until are)")
             by_doc[inst.doc_id].append(inst)
-        samples: list[Sample] = []
-        docs: list[Any] = []
+        out: list[tuple[Sample, Any]] = []
         for doc_id, doc in task.doc_iterator(rank=0, limit=limit, world_size=1):
             insts = sorted(by_doc.get(doc_id, []), key=lambda i: i.idx)
             if not insts:
                 continue
-            sid = str(doc_id)
-            self._instances[sid], self._docs[sid] = insts, doc
+            sid = f"{prefix}{doc_id}"
+            self._instances[sid], self._docs[sid], self._task_of[sid] = insts, doc, name
             target = task.doc_to_target(doc)
-            samples.append(Sample(id=sid, input=str(insts[0].arguments[0]) or "(empty)",
-                                  target=target if isinstance(target, str) else json.dumps(_plain(target)),
-                                  metadata={"doc_id": doc_id, "requests": len(insts)}))
-            docs.append(doc)
-        if not samples:
-            raise UserError(f"suite {self.config.name}: the lm-eval task built no requests")
-        # the data hash covers the documents used and the requests built from them (templates, few-shot examples)
-        asked = [[inst.request_type, _plain(list(inst.args)), inst.repeats]
-                 for s in samples for inst in self._instances[s.id]]
-        docs_hash = rows_digest([d if isinstance(d, dict) else {"doc": d} for d in docs])
-        req_hash = hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-        self.data_hash = hashlib.sha256(f"{docs_hash}:{req_hash}".encode()).hexdigest()
-        cfg = task.config
-        self.data_source = {k: v for k, v in {
-            "lm_eval_task": cfg.task, "lm_eval": self._lm_eval_version, "num_fewshot": task.get_config("num_fewshot"),
-            "fewshot_seed": self.options.fewshot_seed, "limit": limit, "dataset_path": cfg.dataset_path,
-            "dataset_name": cfg.dataset_name, "task_yaml": self.options.task_yaml,
-            "output_type": cfg.output_type}.items() if v is not None}
-        self.task = task
-        self._aggregation = dict(task.aggregation())
-        self._higher = {k: bool(v) for k, v in task.higher_is_better().items()}
-        self._samples = samples
-        return samples
+            meta: dict[str, Any] = {"doc_id": doc_id, "requests": len(insts)}
+            if prefix:
+                meta["task"] = name
+            out.append((Sample(id=sid, input=str(insts[0].arguments[0]) or "(empty)",
+                               target=target if isinstance(target, str) else json.dumps(_plain(target)),
+                               metadata=meta), doc))
+        return out
 
     def to_sample(self, row: Any) -> Sample:  # pragma: no cover - samples() builds them from lm-eval documents
         raise NotImplementedError("lm_eval suites build samples from the task's documents")
@@ -293,22 +342,24 @@ class LMEval(SuiteKind):
 
     def score_batch(self, samples: list[Sample], responses: list[list[Response]]) -> list[list[Score]]:
         """Answers into the instances, the task's filters over them, then the task's `process_results` per document."""
-        task = self.task
-        used: list[Any] = []
+        used: dict[str, list[Any]] = defaultdict(list)
         for sample, resps in zip(samples, responses, strict=True):
             it = iter(resps)
             for inst in self._instances[sample.id]:
                 inst.resps = [self._answer(inst.request_type, next(it)) for _ in range(int(inst.repeats or 1))]
                 inst.filtered_resps = {}
-                used.append(inst)
-        everything = task._instances
-        task._instances = used  # filters run over the instances of the samples being scored, nothing else
-        try:
-            task.apply_filters()
-        finally:
-            task._instances = everything
+                used[self._task_of[sample.id]].append(inst)
+        for name, insts in used.items():
+            task = self.tasks[name]
+            everything = task._instances
+            task._instances = insts  # filters run over the instances of the samples being scored, nothing else
+            try:
+                task.apply_filters()
+            finally:
+                task._instances = everything
         out: list[list[Score]] = []
         for sample in samples:
+            task = self.tasks[self._task_of[sample.id]]
             insts = self._instances[sample.id]
             scores: list[Score] = []
             items: dict[str, Any] = {}
@@ -330,46 +381,61 @@ class LMEval(SuiteKind):
 
     # ---- metrics ---------------------------------------------------------------
     def metrics(self, results: list[SampleResult]) -> list[Metric]:
-        """One metric per (task metric, filter): a mean keeps its per-sample vector, other aggregations are corpus."""
+        """One metric per (task metric, filter): a mean keeps its per-sample vector, other aggregations are corpus.
+
+        In a group, a mean pools every task's documents; any other aggregation
+        is computed per task and named `TASK/metric`.
+        """
         lm_eval = import_lm_eval()
         mean_fn = lm_eval.api.metrics.mean
         errored = sum(1 for r in results if r.status == "errored")
         scored = [r for r in results if r.status == "scored"]
+        group = len(self.tasks) > 1
         numeric: dict[str, dict[str, float]] = {}
-        corpus: dict[str, list[Any]] = {}
+        corpus: dict[tuple[str, str], list[Any]] = {}
         origin: dict[str, str] = {}
         for r in scored:
+            task = self._task_of.get(r.id, r.id.rpartition("/")[0]) if group else ""
             for s in r.scores:
                 if s.name == REQUESTS_SCORE:
                     for name, entry in (s.details.get("corpus_items") or {}).items():
-                        corpus.setdefault(name, []).append(entry["item"])
+                        corpus.setdefault((task, name), []).append(entry["item"])
                         origin.setdefault(name, str(entry["metric"]))
                 elif s.value is not None:
                     numeric.setdefault(s.name, {})[r.id] = s.value
                     origin.setdefault(s.name, str(s.details.get("lm_eval_metric", s.name)))
+        label = self.options.task or (next(iter(self.tasks)) if len(self.tasks) == 1 else "")
         out: list[Metric] = []
         for name, values in numeric.items():
             metric = origin[name]
             agg = self._aggregation.get(metric, mean_fn)
             higher = self._higher.get(metric, True)
-            binary = all(v in (0.0, 1.0) for v in values.values())
             agg_name = getattr(agg, "__name__", str(agg))
-            desc = f"lm-eval {self.task.config.task if self.task else ''} {metric} ({agg_name} over documents)"
             if agg is mean_fn:
+                binary = all(v in (0.0, 1.0) for v in values.values())
+                scope = f"the {len(self.tasks)} tasks' documents" if group else "documents"
+                desc = f"lm-eval {label} {metric} (mean over {scope})"
                 out.append(Metric.from_values(name, values, direction="higher" if higher else "lower",
                                               kind="binary" if binary else "continuous", description=desc,
                                               errored=errored))
-            else:  # the task's own aggregation over the per-document values (e.g. perplexity): no per-sample test
-                out.append(self._corpus(name, float(agg(list(values.values()))), higher, desc, len(values), errored))
-        for name, items in corpus.items():
+                continue
+            # the task's own aggregation over the per-document values (e.g. perplexity): no per-sample test
+            by_task: dict[str, list[float]] = defaultdict(list)
+            for sid, v in values.items():
+                by_task[self._task_of.get(sid, "") if group else ""].append(v)
+            for task, vals in sorted(by_task.items()):
+                out.append(self._corpus(f"{task}/{name}" if group else name, float(agg(vals)), higher,
+                                        f"lm-eval {task or label} {metric} ({agg_name} over documents)", len(vals),
+                                        errored))
+        for (task, name), items in sorted(corpus.items()):
             metric = origin[name]
             agg = self._aggregation.get(metric)
             if agg is None:
                 continue
             items_in = [tuple(i) if isinstance(i, list) else i for i in items]
-            desc = f"lm-eval {self.task.config.task if self.task else ''} {metric} (corpus {getattr(agg, '__name__', '')})"
-            out.append(self._corpus(name, float(agg(items_in)), self._higher.get(metric, True), desc, len(items),
-                                    errored))
+            desc = f"lm-eval {task or label} {metric} (corpus {getattr(agg, '__name__', '')})"
+            out.append(self._corpus(f"{task}/{name}" if group else name, float(agg(items_in)),
+                                    self._higher.get(metric, True), desc, len(items), errored))
         return out
 
     @staticmethod
