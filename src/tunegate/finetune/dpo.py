@@ -55,7 +55,7 @@ class DpoTrainer(Trainer):
     def _reference_logps(self, pairs: list[pdata.PairExample]) -> Any:
         """[n_pairs, 2] (chosen, rejected) sequence log-probabilities under the reference.
 
-        Runs before `_restore()`, so the weights are the base's; every process scores every pair (the same
+        Runs before `resume.restore()`, so the weights are the base's; every process scores every pair (the same
         forward passes everywhere, which FSDP requires), in the pairs' fixed order.
         """
         import contextlib

@@ -1,6 +1,6 @@
 """`finetune()`: the one entry point behind `tunegate finetune`, the audit's `finetune:` blocks and the API.
 
-It validates everything (`train.prepare`), then hands the job to the trainer of the recipe's
+It validates everything (`prepare.prepare`), then hands the job to the trainer of the recipe's
 objective: `train.Trainer` for `sft`, `dpo.DpoTrainer` for `dpo`. It lives in its own module
 because the DPO trainer extends the SFT one: choosing between them from inside `train.py`
 would make the two import each other.
@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tunegate.finetune.dpo import DpoTrainer
+from tunegate.finetune.prepare import prepare
 from tunegate.finetune.recipe import resolve_recipe
-from tunegate.finetune.train import FinetuneResult, Trainer, prepare
+from tunegate.finetune.train import FinetuneResult, Trainer
 
 
 def finetune(recipe: Path | str | None, *, base: str, data: Path | str | None = None,

@@ -1,12 +1,12 @@
 """The training loop: accelerate + a plain PyTorch loop, single process or under `accelerate launch`.
 
 Everything a user can get wrong (recipe keys, data rows, the output folder,
-the base) is checked in `prepare()` before the process group starts or a model
-loads. The loop then trains with gradient accumulation, saves
+the base) is checked in `prepare.prepare()` before the process group starts or
+a model loads. The loop then trains with gradient accumulation, saves
 `checkpoint-<step>/` folders (model or adapter + `tunegate_checkpoint.json`),
-keeps the latest resumable state (optimizer, scheduler, RNG) in `OUT/state/`,
-and rewrites `OUT/manifest.json` at every checkpoint, so an interrupted run
-says how far it got and `--resume` continues from the last checkpoint.
+keeps the latest resumable state (optimizer, scheduler, RNG) in `OUT/state/`
+(`resume.py`), and rewrites `OUT/manifest.json` at every checkpoint, so an
+interrupted run says how far it got and `--resume` continues from the last checkpoint.
 
 Data order is a seeded permutation per epoch computed identically in every
 process, so a resumed run replays exactly the batches an uninterrupted one
@@ -20,74 +20,27 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunegate.core.errors import IncompleteError, UserError
+from tunegate.core.errors import IncompleteError
 from tunegate.core.provenance import config_hash, now_iso
 from tunegate.finetune import data as fdata
-from tunegate.finetune import preference_data as pdata
-from tunegate.finetune.energy import EnergyMeter, combine
-from tunegate.finetune.manifest import (
-    MANIFEST_NAME,
-    TRAINER_STATE,
-    TrainerState,
-    build_manifest,
-    checkpoint_record,
-    data_block,
-    write_manifest,
-)
-from tunegate.finetune.modeling import (
-    BaseModelRef,
-    load_model,
-    load_tokenizer,
-    model_positions,
-    parameter_counts,
-    resolve_base,
-    resolved_lora_targets,
-    save_model_folder,
-)
-from tunegate.finetune.recipe import (
-    Recipe,
-    load_recipe,
-    parse_overrides,
-    resolve_auto,
-    resolve_precision,
-    resolved_dict,
-)
+from tunegate.finetune.energy import EnergyMeter, run_energy, segment_energy
+from tunegate.finetune.manifest import MANIFEST_NAME, TrainerState, build_manifest, checkpoint_record, data_block, write_manifest
+from tunegate.finetune.modeling import load_model, parameter_counts, resolved_lora_targets, save_model_folder
+from tunegate.finetune.prepare import Prepared
+from tunegate.finetune.recipe import resolved_dict
+from tunegate.finetune.resume import check_resumable, discard_state, record_segments, restore, save_state
 
-STATE_DIR = "state"
 MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 class TrainingInterrupted(IncompleteError):
     """Training stopped before the last step; `--resume` continues from the last checkpoint."""
-
-
-@dataclass
-class Prepared:
-    """Everything validated before any model loads or any process group starts."""
-
-    recipe: Recipe
-    recipe_source: str | None
-    overrides: dict[str, Any]
-    auto: dict[str, Any]
-    base: BaseModelRef
-    base_fingerprint: str
-    tokenizer: Any
-    train: fdata.DataFile[Any]  # TrainRow (sft) or PreferenceRow (dpo)
-    train_tok: fdata.Tokenised[Any]  # Example (sft) or PairExample (dpo)
-    eval: fdata.DataFile[Any] | None
-    eval_tok: fdata.Tokenised[Any] | None
-    out: Path
-    resume: bool
-    precision: str
-    use_cpu: bool
 
 
 @dataclass
@@ -99,86 +52,6 @@ class FinetuneResult:
     final_dir: Path
     checkpoints: list[Path] = field(default_factory=list)
     main_process: bool = True
-
-
-def _relative_to(recipe_path: Path | None, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    p = Path(value).expanduser()
-    return p if p.is_absolute() or recipe_path is None else (Path(recipe_path).parent / p)
-
-
-def _check_out(out: Path, resume: bool) -> bool:
-    """Refuse to overwrite a run or to resume what cannot be resumed; return whether to resume.
-
-    A run stopped before its first checkpoint left only a manifest: with or without
-    `--resume` it simply starts over, which is what resuming it would amount to.
-    """
-    state_file = out / STATE_DIR / TRAINER_STATE
-    saved = any(out.glob("checkpoint-*")) or (out / "final").exists() if out.exists() else False
-    if resume:
-        manifest = out / MANIFEST_NAME
-        try:
-            status = json.loads(manifest.read_text(encoding="utf-8")).get("status") if manifest.is_file() else None
-        except (OSError, ValueError, AttributeError):
-            status = None
-        if status == "complete":
-            raise UserError(f"--out {out}: this run is already complete; nothing to resume")
-        if state_file.is_file():
-            return True
-        if saved:
-            raise UserError(f"--out {out}: has checkpoints but no resumable state ({STATE_DIR}/{TRAINER_STATE}); "
-                            "choose an empty --out folder")
-        return False
-    if saved or state_file.is_file():
-        raise UserError(f"--out {out}: already holds a fine-tuning run; pass --resume to continue it, "
-                        "or choose an empty --out folder")
-    return False
-
-
-def prepare(recipe_path: Path | None, *, base: str, data: Path | None, eval_data: Path | None, out: Path,
-            overrides: list[str] | tuple[str, ...] | dict[str, Any] = (), resume: bool = False) -> Prepared:
-    """Validate recipe, data, output folder and base; tokenise; resolve `auto` and precision."""
-    import torch
-
-    over = dict(overrides) if isinstance(overrides, dict) else parse_overrides(list(overrides))
-    recipe = load_recipe(Path(recipe_path) if recipe_path else None, over)
-    train_path = Path(data) if data else _relative_to(recipe_path, recipe.data)
-    if train_path is None:
-        raise UserError("no training data: pass --data TRAIN.jsonl (or set 'data' in the recipe)")
-    eval_path = Path(eval_data) if eval_data else _relative_to(recipe_path, recipe.eval_data)
-    pref = recipe.objective == "dpo"
-    load: Callable[..., Any] = pdata.load_preferences if pref else fdata.load_jsonl
-    build: Callable[..., Any] = pdata.build_pairs if pref else fdata.build_examples
-    train = load(train_path, "training data")
-    evalf = load(eval_path, "eval data") if eval_path else None
-    out = Path(out).resolve()
-    resume = _check_out(out, resume)
-    ref = resolve_base(base)
-    from tunegate.core.fingerprint import fingerprint_folder
-
-    fp = fingerprint_folder(ref.folder)
-    tok = load_tokenizer(ref)
-    limit = model_positions(ref)
-    clamped: dict[str, Any] = {}
-    if limit is not None and recipe.max_length > limit:
-        clamped = {"max_length": {"value": limit, "requested": recipe.max_length,
-                                  "rule": "clamped to the model's maximum positions"}}
-        recipe = recipe.model_copy(update={"max_length": limit})
-    train_tok = build(train, tok, recipe.max_length, recipe.chat_template, recipe.packing)
-    eval_tok = build(evalf, tok, recipe.max_length, recipe.chat_template, packing=False) if evalf else None
-    n_kept = train_tok.rows - len(train_tok.dropped_for_length)
-    recipe, auto = resolve_auto(recipe, n_kept)
-    auto.update(clamped)
-    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
-    bf16_ok = (not use_cpu) and torch.cuda.is_bf16_supported()
-    precision = resolve_precision(recipe.precision, on_gpu=not use_cpu, bf16_supported=bf16_ok)
-    recipe = recipe.model_copy(update={"precision": precision, "data": str(train.path),
-                                       "eval_data": str(evalf.path) if evalf else None})
-    return Prepared(recipe=recipe, recipe_source=str(Path(recipe_path).resolve()) if recipe_path else None,
-                    overrides=over, auto=auto, base=ref, base_fingerprint=fp, tokenizer=tok, train=train,
-                    train_tok=train_tok, eval=evalf, eval_tok=eval_tok, out=out, resume=resume,
-                    precision=precision, use_cpu=use_cpu)
 
 
 class Trainer:
@@ -251,35 +124,6 @@ class Trainer:
         self.meter = EnergyMeter(self.acc.device)
         if self.acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.acc.device)
-
-    def _check_resumable(self) -> None:
-        """Refuse to resume with another recipe, data or base, before any model loads."""
-        saved = TrainerState.load(self.p.out / STATE_DIR)
-        mismatches = [name for name, a, b in (
-            ("recipe (after overrides and auto)", saved.recipe_hash, self.recipe_hash),
-            ("training data", saved.data_sha256, self.p.train.sha256),
-            ("eval data", saved.eval_sha256, self.p.eval.sha256 if self.p.eval else None),
-            ("base model", saved.base_fingerprint, self.p.base_fingerprint)) if a != b]
-        if mismatches:
-            raise UserError(f"--resume {self.p.out}: the {', '.join(mismatches)} differ from the interrupted run; "
-                            "rerun with exactly the same recipe, overrides, data and base, or use a new --out")
-
-    def _restore(self) -> None:
-        """Load state/ (optimizer, scheduler, RNG) and, for LoRA, the adapter of the last checkpoint."""
-        state_dir = self.p.out / STATE_DIR
-        saved = TrainerState.load(state_dir)
-        self.acc.load_state(str(state_dir))
-        if self.r.method == "lora" and self.acc.distributed_type.value != "FSDP":
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
-
-            last = self.p.out / saved.checkpoints[-1]["path"]
-            weights = load_file(str(last / "adapter_model.safetensors"))
-            # peft annotates the return as `namedtuple` (the factory); it is torch's load_state_dict result
-            result: Any = set_peft_model_state_dict(self.acc.unwrap_model(self.model), weights)
-            if getattr(result, "unexpected_keys", None):
-                raise IncompleteError(f"{last}: adapter weights do not match the model ({result.unexpected_keys[:3]})")
-        self.state = saved
 
     # ------------------------------------------------- objective hooks (SFT)
     def _collate(self, batch: list[Any]) -> dict[str, Any]:
@@ -370,17 +214,6 @@ class Trainer:
                 "num_processes": self.acc.num_processes, "steps": [self.first_step, self.state.global_step],
                 "energy": energy, "interrupted": interrupted}
 
-    def _energy_now(self, collective: bool) -> dict[str, Any]:
-        reading = self.meter.stop()
-        mine = {"status": reading.status, "joules": reading.joules, "reason": reading.reason}
-        if collective and self.acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            return combine(list(gather_object([mine])))
-        if self.acc.num_processes > 1:
-            return combine([{"status": "unavailable", "reason": "run interrupted before all processes reported"}])
-        return combine([mine])
-
     def _save_checkpoint(self, epoch: int, batches: int, next_position: tuple[int, int]) -> None:
         step = self.state.global_step
         if any(c["step"] == step for c in self.state.checkpoints):
@@ -394,27 +227,15 @@ class Trainer:
         self.state.checkpoints.append({"step": step, "epoch": round(ep, 4), "path": folder.name,
                                        "train_loss": train_loss, "eval_loss": eval_loss})
         self.state.epoch, self.state.batches_in_epoch = next_position
-        self._save_state(self._energy_now(collective=True))
+        energy = segment_energy(self.meter, self.acc, collective=True)
+        save_state(self.acc, self.p.out, lambda: self._view(self.state.segments + [self._segment(energy, interrupted=True)]))
         self._write_manifest("running")
 
-    def _save_state(self, energy: dict[str, Any]) -> None:
-        """accelerate's state (optimizer, scheduler, RNG per process) + trainer_state.json, swapped in atomically."""
-        out = self.p.out
-        tmp, old, live = out / ".state-tmp", out / ".state-old", out / STATE_DIR
-        if self.acc.is_main_process and tmp.exists():
-            shutil.rmtree(tmp)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp), safe_serialization=True)
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            snapshot = TrainerState(**{**self.state.__dict__})
-            snapshot.segments = self.state.segments + [self._segment(energy, interrupted=True)]
-            snapshot.save(tmp)
-            if live.exists():
-                live.rename(old)
-            tmp.rename(live)
-            shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
+    def _view(self, segments: list[dict[str, Any]]) -> TrainerState:
+        """A copy of the trainer state with these segments (the current one included) for the manifest or state/."""
+        view = TrainerState(**{**self.state.__dict__})
+        view.segments = segments
+        return view
 
     def _devices(self) -> dict[str, Any]:
         import torch
@@ -440,16 +261,8 @@ class Trainer:
                         segments: list[dict[str, Any]] | None = None) -> None:
         if not self.acc.is_main_process:
             return
-        view = TrainerState(**{**self.state.__dict__})
-        view.segments = segments if segments is not None else self.state.segments + [
-            self._segment({"status": "unavailable", "kwh": None, "reason": "run in progress"}, interrupted=False)]
-        energies = [s["energy"] for s in view.segments]
-        energy = (combine([{"status": "measured", "joules": e["joules"]} for e in energies])
-                  if energies and all(e.get("status") == "measured" for e in energies)
-                  else combine([{"status": "unavailable", "reason": e.get("reason")} for e in energies
-                                if e.get("status") != "measured"]))
-        if status != "complete" and energy["status"] == "unavailable":
-            energy["reason"] = energy.get("reason") or "run not complete"
+        view = self._view(segments if segments is not None else self.state.segments + [
+            self._segment({"status": "unavailable", "kwh": None, "reason": "run in progress"}, interrupted=False)])
         eval_block = None
         if self.p.eval and self.p.eval_tok:
             et = self.p.eval_tok
@@ -465,8 +278,9 @@ class Trainer:
                   "examples": len(tt.examples), "packing": self.r.packing},
             eval_data=eval_block, recipe={**self.recipe_dict, "lora_target_modules_resolved": self.lora_targets},
             recipe_hash=self.recipe_hash, recipe_source=self.p.recipe_source, overrides=self.p.overrides,
-            auto=self.p.auto, devices=self.devices, state=view, parameters=self.params, energy=energy,
-            memory=self._memory(), final=final, finished_at=now_iso() if status == "complete" else None)
+            auto=self.p.auto, devices=self.devices, state=view, parameters=self.params,
+            energy=run_energy(view.segments, status), memory=self._memory(), final=final,
+            finished_at=now_iso() if status == "complete" else None)
         manifest.update(self._manifest_extras())
         write_manifest(self.p.out, manifest)
         self.manifest = manifest
@@ -474,13 +288,15 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def run(self) -> FinetuneResult:
         self.segment_iso = now_iso()
-        if self.p.resume:
-            self._check_resumable()
+        if self.p.resume:  # before any model loads
+            check_resumable(self.p.out, recipe_hash=self.recipe_hash, data_sha256=self.p.train.sha256,
+                            eval_sha256=self.p.eval.sha256 if self.p.eval else None,
+                            base_fingerprint=self.p.base_fingerprint)
         self._setup()  # starts the process group: every process has passed prepare()'s checks by now
         if self.acc.is_main_process:
             self.p.out.mkdir(parents=True, exist_ok=True)
         if self.p.resume:
-            self._restore()
+            self.state = restore(self.acc, self.model, self.p.out, self.r.method)
         else:
             self.state = TrainerState(total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                                       recipe_hash=self.recipe_hash, data_sha256=self.p.train.sha256,
@@ -508,13 +324,9 @@ class Trainer:
         return f"training interrupted at step {self.state.global_step} of {self.total_steps}; {where}"
 
     def _interrupted(self, status: str) -> None:
-        segs = self.state.segments + [self._segment(self._energy_now(collective=False), interrupted=True)]
+        segs = self.state.segments + [self._segment(segment_energy(self.meter, self.acc, collective=False), interrupted=True)]
         self._write_manifest(status, segments=segs)
-        live = self.p.out / STATE_DIR / TRAINER_STATE
-        if self.acc.is_main_process and live.is_file():  # count the lost time too when the run resumes
-            saved = TrainerState.load(live.parent)
-            saved.segments = segs
-            saved.save(live.parent)
+        record_segments(self.acc, self.p.out, segs)  # count the lost time too when the run resumes
 
     def _loop(self) -> None:
         import torch
@@ -584,14 +396,11 @@ class Trainer:
         eval_loss = self._eval_at(st.global_step, last_epoch)
         final_dir = self.p.out / "final"
         self._write_model(final_dir, self._record(st.global_step, last_epoch, True, train_loss, eval_loss))
-        segs = st.segments + [self._segment(self._energy_now(collective=True), interrupted=False)]
+        segs = st.segments + [self._segment(segment_energy(self.meter, self.acc, collective=True), interrupted=False)]
         final = {"step": st.global_step, "epoch": last_epoch, "path": "final", "train_loss": train_loss,
                  "eval_loss": eval_loss}
         self._write_manifest("complete", final=final, segments=segs)
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            shutil.rmtree(self.p.out / STATE_DIR, ignore_errors=True)  # a complete run has nothing to resume
-        self.acc.wait_for_everyone()
+        discard_state(self.acc, self.p.out)  # a complete run has nothing to resume
         manifest = getattr(self, "manifest", None)
         if manifest is None:  # non-main processes read what the main process wrote
             manifest = json.loads((self.p.out / MANIFEST_NAME).read_text(encoding="utf-8"))

@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,13 +82,87 @@ class RubricLabel(BaseModel):
         return v
 
 
-class Rubric(BaseModel):
-    """A judge rubric file: data only, unknown keys rejected."""
+class RubricFile(BaseModel):
+    """What every judge rubric file shares, single-reply (`Rubric`) or pairwise (`PairwiseRubric`).
+
+    One place for the name and version, the SHA-256 recorded with every result
+    and the way a file is read and validated, so the two rubric kinds cannot
+    drift apart in how a rubric is identified or how a bad file is reported.
+    Only `name` and `version` live here: pydantic puts a base class's fields
+    first, and each kind keeps its own field order (the order of its
+    validation errors) by declaring the rest itself.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
     version: int | str
+
+    #: what a read error calls the file ("cannot read judge rubric: ...")
+    what: ClassVar[str] = "judge rubric"
+
+    @classmethod
+    def shape_problem(cls, data: Any) -> str | None:
+        """Why the parsed YAML is not this kind of rubric at all (checked before field validation); None if it may be."""
+        return None if isinstance(data, dict) else f"a judge rubric is a YAML mapping, got {type(data).__name__}"
+
+    @classmethod
+    def load(cls, ref: str) -> tuple[Self, Path]:
+        """Read and validate a rubric (yaml.safe_load + pydantic, unknown keys rejected); a UserError naming the file."""
+        path = rubric_path(ref)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot read {cls.what}: {exc}") from None
+        problem = cls.shape_problem(data)
+        if problem is not None:
+            raise UserError(f"{path}: {problem}")
+        try:
+            return cls.model_validate(data), path
+        except ValidationError as err:
+            raise UserError(format_validation_error(str(path), err)) from None
+
+    def sha256(self) -> str:
+        """SHA-256 of the validated content (canonical JSON): any change to what the judge sees or how it is read changes it."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    def record(self, source: str) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256(), "source": source}
+
+
+def check_template(template: str, allowed: tuple[str, ...], replies: tuple[str, ...], *,
+                   delimiter_example: bool = True) -> None:
+    """Refuse a rubric template that could let untrusted text pass for the judge's instructions (a ValueError).
+
+    Only `allowed` placeholders; each of `replies` exactly once and `{prompt}`
+    at most once, since a second copy would sit outside the delimiters the
+    instructions describe; and each of those between a `<<<` before it and a
+    `>>>` after it. Shared by both rubric kinds so the hardening is the same;
+    `delimiter_example=False` keeps the pairwise rubric's shorter message.
+    """
+    used = _PLACEHOLDER.findall(template)
+    unknown = sorted({u for u in used if u not in allowed})
+    if unknown:
+        raise ValueError(f"template: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
+                         f"allowed: {', '.join('{' + p + '}' for p in allowed)}")
+    for slot in replies:
+        if used.count(slot) != 1:
+            raise ValueError(f"template: must contain {{{slot}}} exactly once")
+    if used.count("prompt") > 1:
+        raise ValueError("template: may contain {prompt} at most once")
+    for slot in ("prompt", *replies):
+        if slot in used:
+            before, after = template.split("{" + slot + "}", 1)
+            if "<<<" not in before or ">>>" not in after:
+                example = f" (e.g. <<<{slot.upper()} ... {slot.upper()}>>>)" if delimiter_example else ""
+                raise ValueError(f"template: {{{slot}}} must sit between delimiters containing <<< before it and "
+                                 f">>> after it{example}")
+
+
+class Rubric(RubricFile):
+    """A judge rubric file: data only, unknown keys rejected."""
+
     description: str = ""
     labels: list[RubricLabel] = Field(min_length=2)
     score: str | None = Field(default=None, description="name of a score whose value is the label's `value`")
@@ -110,34 +184,12 @@ class Rubric(BaseModel):
             missing = [lab.name for lab in self.labels if lab.value is None]
             if missing:
                 raise ValueError(f"score: set, so every label needs a value (missing: {', '.join(missing)})")
-        used = _PLACEHOLDER.findall(self.template)
-        unknown = sorted({u for u in used if u not in PLACEHOLDERS})
-        if unknown:
-            raise ValueError(f"template: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
-                             f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
-        if used.count("reply") != 1:
-            raise ValueError("template: must contain {reply} exactly once")
-        if used.count("prompt") > 1:
-            raise ValueError("template: may contain {prompt} at most once")
-        for slot in ("prompt", "reply"):
-            if slot in used:
-                before, after = self.template.split("{" + slot + "}", 1)
-                if "<<<" not in before or ">>>" not in after:
-                    raise ValueError(f"template: {{{slot}}} must sit between delimiters containing <<< before it and "
-                                     f">>> after it (e.g. <<<{slot.upper()} ... {slot.upper()}>>>)")
+        check_template(self.template, PLACEHOLDERS, ("reply",))
         return self
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(lab.name for lab in self.labels)
-
-    def sha256(self) -> str:
-        """SHA-256 of the validated content (canonical JSON): any change to what the judge sees or how it is read changes it."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-    def record(self, source: str) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256(), "source": source}
 
 
 def shipped_rubrics() -> list[str]:
@@ -158,17 +210,7 @@ def rubric_path(ref: str) -> Path:
 
 def load_rubric(ref: str) -> tuple[Rubric, Path]:
     """Read and validate a rubric (yaml.safe_load + pydantic, unknown keys rejected)."""
-    path = rubric_path(ref)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read judge rubric: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a judge rubric is a YAML mapping, got {type(data).__name__}")
-    try:
-        return Rubric.model_validate(data), path
-    except ValidationError as err:
-        raise UserError(format_validation_error(str(path), err)) from None
+    return Rubric.load(ref)
 
 
 # ---- prompt ------------------------------------------------------------------------------------
@@ -192,6 +234,14 @@ def clip(text: str, limit: int) -> tuple[str, int]:
     return f"{text[:head]}\n[... {cut} characters cut by tunegate ...]\n{text[len(text) - (limit - head):]}", cut
 
 
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """`template` with every placeholder replaced in one pass: inserted text is never re-read as a placeholder.
+
+    Shared by both rubric kinds: a reply that contains `{reply}` or `{prompt}` stays text.
+    """
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
 def render_prompt(rubric: Rubric, reply: str, prompt: str | None) -> str:
     """The judge's prompt: one pass over the template, untrusted text neutralised and never re-read as a placeholder."""
     values = {
@@ -202,7 +252,7 @@ def render_prompt(rubric: Rubric, reply: str, prompt: str | None) -> str:
         "prompt": neutralise(prompt) if prompt is not None else "(the request was not recorded)",
         "reply": neutralise(reply),
     }
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], rubric.template)
+    return fill_template(rubric.template, values)
 
 
 # ---- parsing -----------------------------------------------------------------------------------
@@ -295,23 +345,37 @@ class JudgeScorer(Scorer):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self._use_rubric()
+        self.backend: Any = None
+        self._memory_cache: Any = None
+
+    def _use_rubric(self) -> None:
+        """Load the rubric the options name and set what follows from it (its record, the outputs).
+
+        The one step a subclass with another rubric kind replaces (the pairwise
+        judge), so that it still runs this `__init__` and gets every other piece
+        of the judge's state.
+        """
         self.rubric, self.rubric_file = load_rubric(self.options.rubric)
         self.rubric_record = self.rubric.record(str(self.rubric_file))
         outs = ([self.rubric.score] if self.rubric.score else []) + [f"judge_{n}" for n in self.rubric.label_names]
         setattr(self, "outputs", tuple(outs))  # noqa: B010 - mypy refuses assigning a ClassVar on an instance
-        self.backend: Any = None
-        self._memory_cache: Any = None
 
     @classmethod
     def check(cls, options: Any) -> None:
         """The rubric loads and the judge's backend exists and accepts the spec (nothing loads)."""
         load_rubric(options.rubric)
+        cls.check_judge(options, "scorer judge: option judge")
+
+    @staticmethod
+    def check_judge(options: Any, where: str) -> None:
+        """The judge's backend exists and accepts `options.judge` (nothing loads); its UserError prefixed with `where`."""
         from tunegate.backends.base import backend_class
 
         try:
             backend_class(options.judge).check(options.judge)
         except UserError as err:
-            raise UserError(f"scorer judge: option judge: {err.message}") from None
+            raise UserError(f"{where}: {err.message}") from None
 
     def load(self, device: str = "cpu") -> None:
         if self.backend is not None:

@@ -19,43 +19,37 @@ ignored); anything else is an error, never a default.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tunegate.core.config import format_validation_error
-from tunegate.core.errors import UserError
 from tunegate.core.request import GenerateRequest
-from tunegate.scorers.base import Scorer
 from tunegate.scorers.judge import (
     RAW_CHARS,
     JudgeOptions,
     JudgeScorer,
+    RubricFile,
     RubricLabel,
     UnparseableVerdict,
+    check_template,
     clip,
+    fill_template,
     neutralise,
     parse_label,
-    rubric_path,
 )
 
 #: the closed label set of every pairwise rubric: answer A better, answer B better, no real difference
 PAIR_LABELS = ("a", "b", "tie")
 DEFAULT_PAIRWISE_RUBRIC = "pairwise-preference"
 PAIR_PLACEHOLDERS = ("instructions", "definitions", "labels", "prompt", "reply_a", "reply_b", "answer_format")
-_SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class PairwiseRubric(BaseModel):
+class PairwiseRubric(RubricFile):
     """A pairwise judge rubric file (`kind: pairwise`): data only, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    what: ClassVar[str] = "pairwise judge rubric"
 
-    name: str = Field(min_length=1)
-    version: int | str
     kind: Literal["pairwise"]
     description: str = ""
     labels: list[RubricLabel] = Field(min_length=3, max_length=3)
@@ -63,57 +57,30 @@ class PairwiseRubric(BaseModel):
     template: str = Field(min_length=1)
     answer_format: str = Field(min_length=1)
 
+    @classmethod
+    def shape_problem(cls, data: Any) -> str | None:
+        """A file without `kind: pairwise` is refused as a whole, not field by field (a single-reply rubric, say)."""
+        if not isinstance(data, dict) or data.get("kind") != "pairwise":
+            return ("not a pairwise rubric (a pairwise rubric is a YAML mapping with `kind: pairwise`, "
+                    "labels a / b / tie and {reply_a} / {reply_b} in its template)")
+        return None
+
     @model_validator(mode="after")
     def _consistent(self) -> PairwiseRubric:
         names = sorted(lab.name for lab in self.labels)
         if names != sorted(PAIR_LABELS):
             raise ValueError(f"labels: a pairwise rubric has exactly the labels a, b and tie (got {', '.join(names)})")
-        used = _SLOT.findall(self.template)
-        unknown = sorted({u for u in used if u not in PAIR_PLACEHOLDERS})
-        if unknown:
-            raise ValueError(f"template: unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
-                             f"allowed: {', '.join('{' + p + '}' for p in PAIR_PLACEHOLDERS)}")
-        for slot in ("reply_a", "reply_b"):
-            if used.count(slot) != 1:
-                raise ValueError(f"template: must contain {{{slot}}} exactly once")
-        if used.count("prompt") > 1:
-            raise ValueError("template: may contain {prompt} at most once")
-        for slot in ("prompt", "reply_a", "reply_b"):
-            if slot in used:
-                before, after = self.template.split("{" + slot + "}", 1)
-                if "<<<" not in before or ">>>" not in after:
-                    raise ValueError(f"template: {{{slot}}} must sit between delimiters containing <<< before it and >>> after it")
+        check_template(self.template, PAIR_PLACEHOLDERS, ("reply_a", "reply_b"), delimiter_example=False)
         return self
 
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(lab.name for lab in self.labels)
 
-    def sha256(self) -> str:
-        import hashlib
-        import json
-
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-    def record(self, source: str) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "sha256": self.sha256(), "source": source}
-
 
 def load_pairwise_rubric(ref: str) -> tuple[PairwiseRubric, Path]:
     """A shipped pairwise rubric by name or a user's YAML by path, validated (a UserError naming file and key)."""
-    path = rubric_path(ref)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read pairwise judge rubric: {exc}") from None
-    if not isinstance(data, dict) or data.get("kind") != "pairwise":
-        raise UserError(f"{path}: not a pairwise rubric (a pairwise rubric is a YAML mapping with `kind: pairwise`, "
-                        "labels a / b / tie and {reply_a} / {reply_b} in its template)")
-    try:
-        return PairwiseRubric.model_validate(data), path
-    except ValidationError as err:
-        raise UserError(format_validation_error(str(path), err)) from None
+    return PairwiseRubric.load(ref)
 
 
 def render_pair_prompt(rubric: PairwiseRubric, reply_a: str, reply_b: str, prompt: str | None) -> str:
@@ -128,7 +95,7 @@ def render_pair_prompt(rubric: PairwiseRubric, reply_a: str, reply_b: str, promp
         "reply_a": neutralise(reply_a),
         "reply_b": neutralise(reply_b),
     }
-    return _SLOT.sub(lambda m: values[m.group(1)], rubric.template)
+    return fill_template(rubric.template, values)
 
 
 class PairVerdict(BaseModel):
@@ -154,24 +121,17 @@ class PairwiseJudge(JudgeScorer):
 
     Options = PairwiseJudgeOptions
 
-    def __init__(self, **options: Any) -> None:  # noqa: D107 - the parent loads a single-reply rubric; this one a pairwise one
-        Scorer.__init__(self, **options)
+    def _use_rubric(self) -> None:
+        """A pairwise rubric instead of the parent's single-reply one; one output, the pair's label."""
         self.pair_rubric, self.rubric_file = load_pairwise_rubric(self.options.rubric)
         self.rubric_record = self.pair_rubric.record(str(self.rubric_file))
         setattr(self, "outputs", ("pair_label",))  # noqa: B010 - mypy refuses assigning a ClassVar on an instance
-        self.backend = None
-        self._memory_cache = None
 
     @classmethod
     def check(cls, options: Any) -> None:
         """The pairwise rubric loads and the judge's backend accepts the spec (nothing loads)."""
         load_pairwise_rubric(options.rubric)
-        from tunegate.backends.base import backend_class
-
-        try:
-            backend_class(options.judge).check(options.judge)
-        except UserError as err:
-            raise UserError(f"judge: {err.message}") from None
+        cls.check_judge(options, "judge")
 
     def describe(self) -> dict[str, Any]:
         return {"scorer": "judge", "options": self.options.model_dump(mode="json"), "rubric": self.rubric_record,

@@ -63,8 +63,14 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-class GenerationOptions(BaseModel):
-    """Decoding settings, the prompt template and which metrics to report."""
+class DecodingOptions(BaseModel):
+    """The prompt template and decoding settings of a kind that generates one answer per prompt.
+
+    Why a base: `generation` and `pairwise` take the same YAML options for how
+    the answer is asked for, so they validate them in one place and build the
+    request the same way. A subclass re-declares `max_new_tokens` and `stop`
+    for its own defaults; fields keep this order, so dumps and schemas do too.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -73,7 +79,6 @@ class GenerationOptions(BaseModel):
     stop: list[str] = Field(default_factory=lambda: ["\n\n"])
     temperature: float = Field(default=0.0, ge=0.0)
     seed: int = 0
-    metrics: list[MetricName] = Field(default_factory=lambda: list(ALL_METRICS), min_length=1)
 
     @field_validator("prompt_template")
     @classmethod
@@ -86,6 +91,17 @@ class GenerationOptions(BaseModel):
         if any(s == "" for s in value):
             raise ValueError("stop strings must be non-empty")
         return value
+
+    def generate(self, prompt: str) -> GenerateRequest:
+        """The request for one answer to the rendered `prompt` under these settings."""
+        return GenerateRequest(prompt=prompt, max_new_tokens=self.max_new_tokens, stop=tuple(self.stop),
+                               temperature=self.temperature, seed=self.seed)
+
+
+class GenerationOptions(DecodingOptions):
+    """Decoding settings, the prompt template and which metrics to report."""
+
+    metrics: list[MetricName] = Field(default_factory=lambda: list(ALL_METRICS), min_length=1)
 
     @field_validator("metrics")
     @classmethod
@@ -153,11 +169,7 @@ class Generation(SuiteKind):
         return render(self.options.prompt_template, values)
 
     def requests(self, sample: Sample) -> list[Request]:
-        o = self.options
-        return [
-            GenerateRequest(prompt=self.prompt(sample), max_new_tokens=o.max_new_tokens, stop=tuple(o.stop),
-                            temperature=o.temperature, seed=o.seed)
-        ]
+        return [self.options.generate(self.prompt(sample))]
 
     def _score_names(self) -> list[str]:
         return [m for m in self.options.metrics if m not in CORPUS_METRICS]

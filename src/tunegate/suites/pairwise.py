@@ -18,47 +18,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field
 
 from tunegate.core.data import Row
 from tunegate.core.errors import UserError
 from tunegate.core.metric import Metric
-from tunegate.core.request import GenerateRequest, Request, Response
+from tunegate.core.request import Request, Response
 from tunegate.core.results import SampleResult, ScorerRecord
 from tunegate.core.sample import Sample
 from tunegate.core.score import Score, score_error, score_value
 from tunegate.scorers.base import scorer_record
 from tunegate.scorers.pairwise_judge import PairwiseJudge, PairwiseJudgeOptions
-from tunegate.suites._text import check_template, degenerate_reason, render
+from tunegate.suites._text import degenerate_reason, render
 from tunegate.suites.base import SuiteKind, metric_from_scores
+from tunegate.suites.generation import DecodingOptions
 
 CATEGORY_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
-class PairwiseOptions(BaseModel):
+class PairwiseOptions(DecodingOptions):
     """Decoding settings of each model's answer, and the judge (the judge scorer's options, pairwise rubric)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    prompt_template: str = "{prompt}"
+    #: pairwise's own defaults: a longer answer than `generation`'s default, and no stop string
     max_new_tokens: int = Field(default=128, ge=1)
     stop: list[str] = Field(default_factory=list)
-    temperature: float = Field(default=0.0, ge=0.0)
-    seed: int = 0
     judge: PairwiseJudgeOptions = Field(description="the judge scorer's options: judge (a model spec), rubric (a pairwise "
                                                     "rubric, default pairwise-preference), max_new_tokens, seed, cache...")
-
-    @field_validator("prompt_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        return check_template(value, "prompt")
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: list[str]) -> list[str]:
-        if any(s == "" for s in value):
-            raise ValueError("stop strings must be non-empty")
-        return value
 
 
 class Pairwise(SuiteKind):
@@ -102,10 +87,7 @@ class Pairwise(SuiteKind):
         return [scorer_record("judge", self.options.judge.model_dump(mode="json"))]
 
     def requests(self, sample: Sample) -> list[Request]:
-        o = self.options
-        prompt = render(o.prompt_template, {"prompt": sample.input})
-        return [GenerateRequest(prompt=prompt, max_new_tokens=o.max_new_tokens, stop=tuple(o.stop),
-                                temperature=o.temperature, seed=o.seed)]
+        return [self.options.generate(render(self.options.prompt_template, {"prompt": sample.input}))]
 
     def score(self, sample: Sample, responses: list[Response]) -> list[Score]:
         text = responses[0].text if len(responses) == 1 else None

@@ -23,6 +23,7 @@ public CSV do this) is kept on both sides, as the original code does.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -75,6 +76,64 @@ def mc2(ll_true: list[float], ll_false: list[float]) -> float:
     return p_true / (p_true + p_false)
 
 
+#: logical field -> column of the public TruthfulQA CSV; both kinds (`truthfulqa`, `truthfulqa_gen`) read these rows
+FIELDS: dict[str, str] = {
+    "id": "id",
+    "question": "Question",
+    "best_answer": "Best Answer",
+    "correct_answers": "Correct Answers",
+    "incorrect_answers": "Incorrect Answers",
+    "category": "Category",
+}
+
+
+@dataclass(frozen=True)
+class QuestionRow:
+    """One TruthfulQA question read from a data row: the answers split, deduplicated and (optionally) closed."""
+
+    question: str
+    #: the best answer, or None when the row gives none (only the generation kind allows that)
+    best: str | None
+    #: the true answers, the best answer first when the row's true set lacked it, then any `also_true` missing
+    true: list[str]
+    false: list[str]
+    category: str
+
+    def prompt(self, primer: str) -> str:
+        """The primer, a blank line, then "Q: <question>\\nA:" (the paper's format; no primer: zero-shot)."""
+        return (primer + "\n\n" if primer else "") + f"Q: {self.question}\nA:"
+
+    def metadata(self) -> dict[str, Any]:
+        """What scoring and the judge read back from the sample."""
+        return {"question": self.question, "true": self.true, "false": self.false, "category": self.category}
+
+
+def read_question(row: Row, *, close: bool, require_best: bool, no_false: str,
+                  also_true: tuple[str, ...] = ()) -> QuestionRow:
+    """Read one TruthfulQA row the same way for both kinds, so their data errors name the same row and field.
+
+    `require_best`: an empty best answer is an error (MC1 needs it) rather than a row without one;
+    `no_false`: the kind's reason appended to "is empty" when the row has no false answer (both kinds need one);
+    `also_true`: answers appended to the true set when missing (the generation kind's "I have no comment.").
+    Fields are read in a fixed order, so the first problem in a row is the one reported.
+    """
+    question = row.get("question", str).strip()
+    if not question:
+        raise row.fail("question", "is empty")
+    best = split_answers([row.get("best_answer", str)], close)
+    if require_best and not best:
+        raise row.fail("best_answer", "is empty")
+    true = split_answers(row.get("correct_answers", (str, list)), close)
+    false = split_answers(row.get("incorrect_answers", (str, list)), close)
+    if not false:
+        raise row.fail("incorrect_answers", f"is empty; {no_false}")
+    if best and best[0] not in true:
+        true.insert(0, best[0])
+    true += [a for a in also_true if a not in true]
+    category = str(row.get("category", str, default="") or "")
+    return QuestionRow(question=question, best=best[0] if best else None, true=true, false=false, category=category)
+
+
 class TruthfulQAOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -93,36 +152,13 @@ class TruthfulQA(SuiteKind):
         "the true answers, sum exp(ll_true) / (sum exp(ll_true) + sum exp(ll_false))."
     )
     Options: ClassVar[type[BaseModel]] = TruthfulQAOptions
-    default_fields: ClassVar[dict[str, str]] = {
-        "id": "id",
-        "question": "Question",
-        "best_answer": "Best Answer",
-        "correct_answers": "Correct Answers",
-        "incorrect_answers": "Incorrect Answers",
-        "category": "Category",
-    }
+    default_fields: ClassVar[dict[str, str]] = FIELDS
 
     def to_sample(self, row: Row) -> Sample:
-        question = row.get("question", str).strip()
-        if not question:
-            raise row.fail("question", "is empty")
-        close = self.options.close_answers
-        best = split_answers([row.get("best_answer", str)], close)
-        if not best:
-            raise row.fail("best_answer", "is empty")
-        true = split_answers(row.get("correct_answers", (str, list)), close)
-        false = split_answers(row.get("incorrect_answers", (str, list)), close)
-        if not false:
-            raise row.fail("incorrect_answers", "is empty; MC1/MC2 need at least one false answer (';'-separated)")
-        if best[0] not in true:
-            true.insert(0, best[0])
-        primer = self.options.primer
-        prompt = (primer + "\n\n" if primer else "") + f"Q: {question}\nA:"
-        return Sample(
-            id=self.row_id(row), input=prompt, target=best[0], choices=list(dict.fromkeys(true + false)),
-            metadata={"question": question, "true": true, "false": false,
-                      "category": str(row.get("category", str, default="") or "")},
-        )
+        q = read_question(row, close=self.options.close_answers, require_best=True,
+                          no_false="MC1/MC2 need at least one false answer (';'-separated)")
+        return Sample(id=self.row_id(row), input=q.prompt(self.options.primer), target=q.best,
+                      choices=list(dict.fromkeys(q.true + q.false)), metadata=q.metadata())
 
     def requests(self, sample: Sample) -> list[Request]:
         assert sample.choices is not None

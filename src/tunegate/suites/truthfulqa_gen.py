@@ -47,7 +47,7 @@ from tunegate.core.score import Score, score_error, score_value
 from tunegate.scorers.base import Scorer, get_scorer
 from tunegate.suites._text import degenerate_reason
 from tunegate.suites.base import RunContext, SuiteKind, metric_from_scores
-from tunegate.suites.truthfulqa import QA_PROMPT, split_answers
+from tunegate.suites.truthfulqa import FIELDS, QA_PROMPT, read_question
 
 NO_COMMENT = "I have no comment."
 #: reference-similarity measures, in lm-evaluation-harness's order
@@ -116,33 +116,15 @@ class TruthfulQAGen(SuiteKind):
         "acc, as lm-evaluation-harness) and optionally judged truthful / informative by a judge model."
     )
     Options: ClassVar[type[BaseModel]] = TruthfulQAGenOptions
-    default_fields: ClassVar[dict[str, str]] = {
-        "id": "id",
-        "question": "Question",
-        "best_answer": "Best Answer",
-        "correct_answers": "Correct Answers",
-        "incorrect_answers": "Incorrect Answers",
-        "category": "Category",
-    }
+    default_fields: ClassVar[dict[str, str]] = FIELDS
 
     def to_sample(self, row: Row) -> Sample:
-        question = row.get("question", str).strip()
-        if not question:
-            raise row.fail("question", "is empty")
-        best = split_answers([row.get("best_answer", str)], True)
-        true = split_answers(row.get("correct_answers", (str, list)), True)
-        false = split_answers(row.get("incorrect_answers", (str, list)), True)
-        if not false:
-            raise row.fail("incorrect_answers", "is empty; the diff and acc measures need at least one false answer")
-        if best and best[0] not in true:
-            true.insert(0, best[0])
-        if NO_COMMENT not in true:
-            true.append(NO_COMMENT)
-        primer = self.options.primer
-        return Sample(id=self.row_id(row), input=(primer + "\n\n" if primer else "") + f"Q: {question}\nA:",
-                      target=best[0] if best else true[0],
-                      metadata={"question": question, "true": true, "false": false,
-                                "category": str(row.get("category", str, default="") or "")})
+        # references always get a closing period and "I have no comment." counts as true, as in the paper and
+        # lm-eval; a row without a best answer takes its first true answer as the target
+        q = read_question(row, close=True, require_best=False, also_true=(NO_COMMENT,),
+                          no_false="the diff and acc measures need at least one false answer")
+        return Sample(id=self.row_id(row), input=q.prompt(self.options.primer),
+                      target=q.best if q.best is not None else q.true[0], metadata=q.metadata())
 
     def setup(self, context: RunContext) -> None:
         super().setup(context)

@@ -73,8 +73,25 @@ def mcnemar_exact(base: np.ndarray, candidate: np.ndarray) -> McNemar:
     return McNemar(worse=worse, better=better, pvalue=min(1.0, p))
 
 
-def _weights(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-    return np.ones_like(values) if weights is None else np.asarray(weights, dtype=float)
+def _paired_arrays(
+    base: np.ndarray,
+    candidate: np.ndarray,
+    base_weights: np.ndarray | None,
+    candidate_weights: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Both sides and their weights as float arrays (unit weights where none are given); None when there is no pair.
+
+    The permutation test and the bootstrap take the same paired sample, so they
+    read it here, the same way. "No pair" has a different answer in each (p = 1,
+    an empty bootstrap), so it is the caller's to give; the weights are not read then.
+    """
+    b = np.asarray(base, dtype=float)
+    c = np.asarray(candidate, dtype=float)
+    if b.shape[-1] == 0:
+        return None
+    wb = np.ones_like(b) if base_weights is None else np.asarray(base_weights, dtype=float)
+    wc = np.ones_like(c) if candidate_weights is None else np.asarray(candidate_weights, dtype=float)
+    return b, c, wb, wc
 
 
 def paired_permutation_pvalue(
@@ -93,12 +110,11 @@ def paired_permutation_pvalue(
     the null distribution swaps them pair by pair (exact when 2**n is at most
     `n_resamples`). Identical vectors give p = 1.
     """
-    b = np.asarray(base, dtype=float)
-    c = np.asarray(candidate, dtype=float)
-    n = b.shape[-1]
-    if n == 0:
+    arrays = _paired_arrays(base, candidate, base_weights, candidate_weights)
+    if arrays is None:
         return 1.0
-    wb, wc = _weights(b, base_weights), _weights(c, candidate_weights)
+    b, c, wb, wc = arrays
+    n = b.shape[-1]
     if np.array_equal(b, c) and np.array_equal(wb, wc):
         return 1.0
     vals = np.concatenate([b, c])
@@ -189,13 +205,12 @@ def paired_bootstrap(
     A resample whose aggregate is undefined (a ratio with a zero denominator)
     yields NaN and is left out of the percentiles.
     """
-    b = np.asarray(base, dtype=float)
-    c = np.asarray(candidate, dtype=float)
-    n = b.shape[-1]
-    if n == 0:
+    arrays = _paired_arrays(base, candidate, base_weights, candidate_weights)
+    if arrays is None:
         empty = np.array([], dtype=float)
         return Bootstrap(empty, empty, empty)
-    wb, wc = _weights(b, base_weights), _weights(c, candidate_weights)
+    b, c, wb, wc = arrays
+    n = b.shape[-1]
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         i = idx.astype(np.intp)
