@@ -9,14 +9,13 @@ the built-in suites' sizes.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
+from tests.calibration import load_calibration
 from tests.report.factory import binary, run_result, suite_result
 from tunegate.compare.comparison import compare_runs, stats
 from tunegate.compare.models import CompareSettings
@@ -28,14 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def calib() -> ModuleType:
-    if not (ROOT / "benchmarks" / "gate_calibration.py").is_file():
-        pytest.skip("benchmarks/ is not shipped in the wheel")
-    spec = importlib.util.spec_from_file_location("gate_calibration", ROOT / "benchmarks" / "gate_calibration.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gate_calibration"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_calibration()
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,14 @@ tested too).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.calibration import load_calibration
 from tests.cli import run_cli
 from tests.hub_cache import cache_hub_dataset
 from tunegate.core.config import Policy, load_yaml_model
@@ -240,15 +238,6 @@ def test_plan_uses_the_declared_sizes_without_any_data(tmp_path: Path, monkeypat
     assert plans["wmt16_de_en"]["status"] == "unknown"  # continuous: needs the base run's spread
 
 
-def _calibration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gate_calibration", ROOT / "benchmarks" / "gate_calibration.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gate_calibration"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_policy_decides_at_the_shipped_sizes() -> None:
     """Simulated gates through the real compare + gate: equal candidates pass, a doubled-tolerance drop fails.
 
@@ -256,7 +245,7 @@ def test_policy_decides_at_the_shipped_sizes() -> None:
     needs a model's own spread) at the shipped sizes and the documented rates,
     redraw share 0.25.
     """
-    calib = _calibration()
+    calib = load_calibration()
     full = load_yaml_model(POLICY, Policy)
     policy = full.model_copy(update={"rules": [r for r in full.rules if not r.metric.startswith("wmt16_de_en/")]})
     rates = {"arc_easy": 0.8, "hellaswag": 0.75, "mmlu_subset": 0.6, "gsm8k": 0.45}

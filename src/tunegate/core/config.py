@@ -190,7 +190,6 @@ class SuiteGroup(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     suites: list[str] = Field(min_length=1, description="member suite names (built-in or on TUNEGATE_SUITES_PATH)")
-    policy: str | None = Field(default=None, description="the policy file shipped to gate the members, for the docs")
 
 
 # ---- audit.yaml ---------------------------------------------------------------

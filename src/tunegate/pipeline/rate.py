@@ -39,6 +39,7 @@ from tunegate.compare.models import Comparison
 from tunegate.compare.pairwise import answer_text, count, outcome_metrics
 from tunegate.compare.pairwise_models import HumanRatings, PairOutcome
 from tunegate.compare.stats.agreement import cohen_kappa, fleiss_kappa
+from tunegate.core.data import iter_jsonl
 from tunegate.core.errors import UserError
 from tunegate.core.io import atomic_write_text
 from tunegate.pipeline.commands import runs_for_report
@@ -119,24 +120,13 @@ def export_sheet(audit_dir: Path, out: Path, *, seed: int = 0, title: str = "Whi
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line, row) of a JSONL or CSV ratings file; a UserError naming the file and line otherwise."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".csv":
+            text = path.read_text(encoding="utf-8")
+            return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(io.StringIO(text)))
+                    if (r.get("rating") or "").strip()]
+        return list(iter_jsonl(path, unit="line"))
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read ratings: {exc}") from None
-    if path.suffix.lower() == ".csv":
-        return [(i + 2, dict(r)) for i, r in enumerate(csv.DictReader(io.StringIO(text)))
-                if (r.get("rating") or "").strip()]
-    rows = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {i}: not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: line {i}: expected a JSON object")
-        rows.append((i, row))
-    return rows
 
 
 def read_ratings(paths: list[Path], key: dict[str, Any]) -> dict[str, dict[str, str]]:
